@@ -1,0 +1,73 @@
+"""Engram: long-term memory for LLM agents and chat assistants.
+
+>>> from engram import Memory
+>>> mem = Memory.open("engram.db")
+>>> mem.add([{"role": "user", "content": "I moved to Lisbon in May."}], user_id="u1")
+>>> mem.search("where does the user live?", user_id="u1")
+"""
+
+from engram.embed import (
+    Embedder,
+    HashEmbedder,
+    OpenAIEmbedder,
+    SentenceTransformerEmbedder,
+)
+from engram.errors import (
+    ConfigurationError,
+    DataError,
+    EmbeddingError,
+    EngramError,
+    InvalidInputError,
+    NotFoundError,
+    ScopeError,
+    StoreError,
+)
+from engram.memory import Memory
+from engram.read import HYBRID, LEXICAL, PRESETS, SEMANTIC, SearchConfig
+from engram.store import SqliteStore, Store
+from engram.types import (
+    HistoryEvent,
+    Hit,
+    MemoryRecord,
+    RecordFilter,
+    RecordKind,
+    RetrieverScore,
+    Scope,
+    SessionHit,
+    StoreStats,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HYBRID",
+    "LEXICAL",
+    "PRESETS",
+    "SEMANTIC",
+    "ConfigurationError",
+    "DataError",
+    "Embedder",
+    "EmbeddingError",
+    "EngramError",
+    "HashEmbedder",
+    "HistoryEvent",
+    "Hit",
+    "InvalidInputError",
+    "Memory",
+    "MemoryRecord",
+    "NotFoundError",
+    "OpenAIEmbedder",
+    "RecordFilter",
+    "RecordKind",
+    "RetrieverScore",
+    "Scope",
+    "ScopeError",
+    "SearchConfig",
+    "SentenceTransformerEmbedder",
+    "SessionHit",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "StoreStats",
+    "__version__",
+]

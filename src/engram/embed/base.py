@@ -1,0 +1,79 @@
+"""The embedder protocol: implement one batch method, get the rest from the functions here."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from engram.errors import EmbeddingError
+
+__all__ = ["CachedQueryEmbedder", "Embedder", "Vectors", "embed_texts"]
+
+Vectors = npt.NDArray[np.float32]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into vectors. ``name`` identifies the model (a store remembers it)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed_batch(self, texts: Sequence[str]) -> Vectors:
+        """Return an ``(len(texts), dim)`` array; it need not be normalised."""
+        ...
+
+
+def embed_texts(embedder: Embedder, texts: Sequence[str], batch_size: int = 256) -> Vectors:
+    """Embed ``texts`` in batches; check the shape and values; L2-normalise each row."""
+    if not texts:
+        return np.zeros((0, embedder.dim), dtype=np.float32)
+    parts = []
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start : start + batch_size]
+        try:
+            out = np.asarray(embedder.embed_batch(chunk), dtype=np.float32)
+        except EmbeddingError:
+            raise
+        except Exception as exc:  # a model or network failure, reported as ours
+            raise EmbeddingError(f"embedder {embedder.name!r} failed: {exc}") from exc
+        if out.shape != (len(chunk), embedder.dim):
+            raise EmbeddingError(
+                f"embedder {embedder.name!r} returned shape {out.shape}, "
+                f"expected {(len(chunk), embedder.dim)}"
+            )
+        parts.append(out)
+    vectors = np.vstack(parts)
+    if not np.isfinite(vectors).all():
+        raise EmbeddingError(f"embedder {embedder.name!r} returned non-finite values")
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0.0] = 1.0
+    normalised: Vectors = (vectors / norms).astype(np.float32)
+    return normalised
+
+
+class CachedQueryEmbedder:
+    """Embeds one query at a time and keeps the last ``size`` query vectors."""
+
+    def __init__(self, embedder: Embedder, size: int = 1024) -> None:
+        self.embedder = embedder
+        self._size = size
+        self._cache: OrderedDict[str, Vectors] = OrderedDict()
+
+    def __call__(self, query: str) -> Vectors:
+        vec = self._cache.get(query)
+        if vec is not None:
+            self._cache.move_to_end(query)
+            return vec
+        vec: Vectors = embed_texts(self.embedder, [query])[0]
+        self._cache[query] = vec
+        if len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+        return vec

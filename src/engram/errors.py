@@ -1,0 +1,62 @@
+"""Engram's exceptions. Every error Engram raises on purpose is an :class:`EngramError`.
+
+::
+
+    EngramError
+     ├── InvalidInputError        bad input at the boundary (empty, wrong type, too large)
+     │    └── ScopeError           a read or write without a valid user_id
+     ├── NotFoundError             an unknown record id, or one that belongs to another user
+     ├── ConfigurationError        incompatible settings (e.g. an embedder whose dimension differs
+     │                             from the one the store was created with), missing optional extras
+     ├── StoreError                the storage backend failed (the operation was rolled back)
+     ├── EmbeddingError            the embedder failed or returned malformed vectors
+     └── DataError                 a benchmark or import file is missing or malformed
+
+Another user's record id raises :class:`NotFoundError`, exactly like an unknown id, so that
+record ids cannot be used to probe for other users' data.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "DataError",
+    "EmbeddingError",
+    "EngramError",
+    "InvalidInputError",
+    "NotFoundError",
+    "ScopeError",
+    "StoreError",
+]
+
+
+class EngramError(Exception):
+    """Base class of every error Engram raises on purpose."""
+
+
+class InvalidInputError(EngramError, ValueError):
+    """Input rejected at the boundary; nothing was written."""
+
+
+class ScopeError(InvalidInputError):
+    """A read or write without a valid ``user_id``."""
+
+
+class NotFoundError(EngramError, LookupError):
+    """No such record in the caller's scope."""
+
+
+class ConfigurationError(EngramError):
+    """Settings that cannot work together, or a missing optional dependency."""
+
+
+class StoreError(EngramError):
+    """The storage backend failed; the operation was rolled back."""
+
+
+class EmbeddingError(EngramError):
+    """The embedder failed or returned malformed output."""
+
+
+class DataError(EngramError):
+    """A data file (import or benchmark) is missing or malformed."""

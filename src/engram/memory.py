@@ -1,0 +1,224 @@
+"""The :class:`Memory` facade: wiring between the validated boundary, the pipelines and a store."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+
+from engram.embed.base import CachedQueryEmbedder, Embedder, Vectors, embed_texts
+from engram.errors import InvalidInputError, NotFoundError
+from engram.read.config import SearchConfig, resolve_config
+from engram.read.retrieve import aggregate_sessions
+from engram.read.retrieve import search as run_search
+from engram.store.base import Store
+from engram.types import (
+    HistoryEvent,
+    Hit,
+    MemoryRecord,
+    RecordFilter,
+    RecordKind,
+    Scope,
+    SessionHit,
+    StoreStats,
+)  # fmt: skip
+from engram.write.ingest import DEFAULT_SESSION, build_rounds, build_turns, record_id, turn_keys
+from engram.write.messages import MAX_CONTENT_CHARS, parse_datetime, parse_messages
+
+__all__ = ["Memory"]
+
+MAX_LIMIT = 1000
+
+
+def _limit(value: object, name: str = "limit") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+        raise InvalidInputError(f"{name} must be an integer between 1 and {MAX_LIMIT}")
+    return value
+
+
+def _query(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInputError("query must be a non-empty string")
+    if len(value) > MAX_CONTENT_CHARS:
+        raise InvalidInputError(f"query is longer than {MAX_CONTENT_CHARS:,} characters")
+    return value
+
+
+class Memory:
+    """Long-term memory for one store. Every call names the ``user_id`` it acts for.
+
+    >>> mem = Memory(store=SqliteStore("engram.db"), embedder=SentenceTransformerEmbedder())
+    """
+
+    def __init__(
+        self, *, store: Store, embedder: Embedder, max_content_chars: int = MAX_CONTENT_CHARS
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self._query_vector = CachedQueryEmbedder(embedder)
+        self._max_chars = max_content_chars
+        self._bound = False
+
+    @classmethod
+    def open(cls, path: str | Path = "engram.db", *, embedder: Embedder | None = None) -> Memory:
+        """The embedded default: a SQLite file (or ``":memory:"``) and, unless another embedder
+        is given, the bundled all-MiniLM-L6-v2 model on the CPU."""
+        from engram.embed.local import SentenceTransformerEmbedder
+        from engram.store.sqlite import SqliteStore
+
+        return cls(store=SqliteStore(path), embedder=embedder or SentenceTransformerEmbedder())
+
+    def _embed(self, texts: Sequence[str]) -> Vectors:
+        if not self._bound:
+            self.store.bind_embedder(self.embedder.name, self.embedder.dim)
+            self._bound = True
+        return embed_texts(self.embedder, texts)
+
+    def _embed_query(self, query: str) -> Vectors:
+        if not self._bound:
+            self._embed([])
+        return self._query_vector(query)
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def add(
+        self,
+        messages: Sequence[object],
+        *,
+        user_id: str,
+        session_id: str | None = None,
+        session_date: datetime | str | None = None,
+        agent_id: str | None = None,
+    ) -> builtins.list[MemoryRecord]:
+        """Store messages verbatim (one transaction) and index them at turn and round level.
+        Idempotent: a message already stored (same id, or same role/content/timestamp) is not
+        stored again. Returns the turn record of every message, in order."""
+        scope = Scope(user_id, agent_id, session_id or DEFAULT_SESSION)
+        session = scope.session_id or DEFAULT_SESSION
+        parsed = parse_messages(messages, limit=self._max_chars)
+        date = parse_datetime(session_date, "session_date")
+        now = datetime.now(UTC)
+        keys = turn_keys(parsed)
+        ids = [record_id(user_id, session, RecordKind.TURN, k) for k in keys]
+        existing = {r.id: r for r in self.store.get_many(user_id, ids)}
+        fresh = [(m, k) for m, k, i in zip(parsed, keys, ids, strict=True) if i not in existing]
+        previous = self.store.last_turn(user_id, session)
+        turns = build_turns(
+            fresh, user_id=user_id, session_id=session, agent_id=agent_id,
+            first_seq=0 if previous is None or previous.seq is None else previous.seq + 1,
+            default_time=date or now, now=now,
+        )  # fmt: skip
+        records = turns + build_rounds(turns, previous, now)
+        if records:
+            self.store.add(records, self._embed([r.key_text for r in records]))
+        by_id = existing | {t.id: t for t in turns}
+        return [by_id[i] for i in ids]
+
+    def update(self, record_id: str, text: str, *, user_id: str) -> MemoryRecord:
+        """Replace a record's text (re-indexed; the old text stays in its history)."""
+        Scope(user_id)
+        clean = parse_messages([{"role": "user", "content": text}], limit=self._max_chars)[0]
+        record = self.get(record_id, user_id=user_id)
+        new_key = f"{record.name}: {clean.content}" if record.name else clean.content
+        return self.store.update(user_id, record_id, clean.content, self._embed([new_key])[0])
+
+    def delete(self, record_id: str, *, user_id: str) -> builtins.list[str]:
+        """Hard-delete one record and the round keys built from it; returns the deleted ids."""
+        Scope(user_id)
+        return self.store.delete(user_id, record_id)
+
+    def forget(self, *, user_id: str, session_id: str | None = None) -> int:
+        """Hard-delete everything of a user (or of one session), with index rows and history."""
+        Scope(user_id, None, session_id)
+        return self.store.forget(user_id, session_id=session_id)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def get(self, record_id: str, *, user_id: str) -> MemoryRecord:
+        Scope(user_id)
+        found = self.store.get_many(user_id, [record_id])
+        if not found:
+            raise NotFoundError(f"no record {record_id!r} for this user")
+        return found[0]
+
+    def list(
+        self,
+        *,
+        user_id: str,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        kinds: Sequence[str | RecordKind] = (RecordKind.TURN,),
+        limit: int = 100,
+        offset: int = 0,
+    ) -> builtins.list[MemoryRecord]:
+        """Records in scope, in conversation order (turns only unless ``kinds`` says otherwise)."""
+        try:
+            kind_values = tuple(RecordKind(k) for k in kinds)
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from exc
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidInputError("offset must be a non-negative integer")
+        where = RecordFilter(user_id, agent_id, session_id, kind_values)
+        return self.store.list(where, limit=_limit(limit), offset=offset)
+
+    def history(self, record_id: str, *, user_id: str) -> builtins.list[HistoryEvent]:
+        Scope(user_id)
+        return self.store.history(user_id, record_id)
+
+    def search(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        limit: int = 10,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        question_date: datetime | str | None = None,
+        config: SearchConfig | str | None = None,
+    ) -> builtins.list[Hit]:
+        """The turns most relevant to ``query``, best first, each with per-retriever scores."""
+        scope = RecordFilter(user_id, agent_id, session_id)
+        now = parse_datetime(question_date, "question_date") or datetime.now(UTC)
+        return run_search(
+            self.store, self._embed_query, _query(query), scope,
+            limit=_limit(limit), config=resolve_config(config), now=now,
+        )  # fmt: skip
+
+    def search_sessions(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        limit: int = 10,
+        agent_id: str | None = None,
+        question_date: datetime | str | None = None,
+        config: SearchConfig | str | None = None,
+    ) -> builtins.list[SessionHit]:
+        """Sessions ranked by their best turns (see ``SearchConfig.session_aggregation``)."""
+        cfg = resolve_config(config)
+        hits = self.search(
+            query, user_id=user_id, limit=MAX_LIMIT, agent_id=agent_id,
+            question_date=question_date, config=cfg,
+        )  # fmt: skip
+        sessions = aggregate_sessions(hits, method=cfg.session_aggregation, top=cfg.session_top)
+        return sessions[: _limit(limit)]
+
+    def stats(self, *, user_id: str | None = None) -> StoreStats:
+        if user_id is not None:
+            Scope(user_id)
+        return self.store.stats(user_id)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Memory:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

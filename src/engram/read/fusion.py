@@ -1,0 +1,61 @@
+"""Rank fusion and scoring: pure functions over ids and numbers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+__all__ = ["minmax", "recency_factor", "rrf", "weighted_fusion"]
+
+
+def _sorted(scores: Mapping[str, float]) -> list[tuple[str, float]]:
+    """Best first; ties broken by id so results are deterministic."""
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
+def rrf(
+    rankings: Mapping[str, Sequence[str]],
+    *,
+    k: int = 60,
+    weights: Mapping[str, float] | None = None,
+) -> list[tuple[str, float]]:
+    """Reciprocal rank fusion (Cormack et al., 2009): ``sum_r w_r / (k + rank_r(d))`` with
+    1-based ranks. ``rankings`` maps a retriever name to its ids, best first."""
+    scores: dict[str, float] = {}
+    for name, ranking in rankings.items():
+        w = 1.0 if weights is None else weights.get(name, 1.0)
+        for rank, doc in enumerate(ranking, start=1):
+            scores[doc] = scores.get(doc, 0.0) + w / (k + rank)
+    return _sorted(scores)
+
+
+def minmax(scores: Mapping[str, float]) -> dict[str, float]:
+    """Scale scores to [0, 1]; all-equal scores become 1."""
+    if not scores:
+        return {}
+    lo, hi = min(scores.values()), max(scores.values())
+    if hi == lo:
+        return {doc: 1.0 for doc in scores}
+    return {doc: (s - lo) / (hi - lo) for doc, s in scores.items()}
+
+
+def weighted_fusion(
+    scores: Mapping[str, Mapping[str, float]],
+    *,
+    weights: Mapping[str, float] | None = None,
+) -> list[tuple[str, float]]:
+    """Convex combination of min-max normalised scores; a retriever that did not return a doc
+    contributes 0 for it."""
+    fused: dict[str, float] = {}
+    for name, per_doc in scores.items():
+        w = 1.0 if weights is None else weights.get(name, 1.0)
+        for doc, s in minmax(per_doc).items():
+            fused[doc] = fused.get(doc, 0.0) + w * s
+    return _sorted(fused)
+
+
+def recency_factor(age_days: float, *, weight: float, half_life_days: float) -> float:
+    """``1 + weight * 0.5 ** (age / half_life)``; ages in the future count as 0."""
+    if weight == 0.0:
+        return 1.0
+    return 1.0 + weight * math.pow(0.5, max(age_days, 0.0) / half_life_days)

@@ -1,0 +1,130 @@
+"""The read pipeline: retrieve keys from each retriever, map keys to the turns they index, fuse,
+weight by recency, and explain each hit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from engram.embed.base import Vectors
+from engram.read.config import SearchConfig
+from engram.read.fusion import recency_factor, rrf, weighted_fusion
+from engram.store.base import ScoredId, Store
+from engram.types import Hit, MemoryRecord, RecordFilter, RecordKind, RetrieverScore, SessionHit
+
+__all__ = ["aggregate_sessions", "keys_to_values", "search"]
+
+
+@dataclass(frozen=True)
+class ValueRanking:
+    """One retriever's ranking of values (turns), with each value's best key score."""
+
+    order: list[str]
+    scores: dict[str, float]
+    keys: dict[str, list[str]]
+
+
+def _values_of(key: MemoryRecord) -> tuple[str, ...]:
+    if key.kind is RecordKind.TURN:
+        return (key.id,)
+    return key.provenance
+
+
+def keys_to_values(hits: Sequence[ScoredId], keys: Mapping[str, MemoryRecord]) -> ValueRanking:
+    """Turn a ranked list of key ids into a ranked list of the values they point to; a value
+    takes the position and score of its best key."""
+    order: list[str] = []
+    scores: dict[str, float] = {}
+    matched: dict[str, list[str]] = {}
+    for key_id, score in hits:
+        key = keys.get(key_id)
+        if key is None:
+            continue
+        for value in _values_of(key):
+            if value not in scores:
+                order.append(value)
+                scores[value] = score
+            matched.setdefault(value, []).append(key_id)
+    return ValueRanking(order, scores, matched)
+
+
+def _fuse(rankings: Mapping[str, ValueRanking], config: SearchConfig) -> list[tuple[str, float]]:
+    weights = dict(config.weights)
+    if config.fusion == "weighted":
+        return weighted_fusion({n: r.scores for n, r in rankings.items()}, weights=weights)
+    return rrf({n: r.order for n, r in rankings.items()}, k=config.rrf_k, weights=weights)
+
+
+def _retrieve(
+    store: Store, embed_query: Callable[[str], Vectors], query: str, where: RecordFilter,
+    config: SearchConfig,
+) -> dict[str, list[ScoredId]]:  # fmt: skip
+    retrieved: dict[str, list[ScoredId]] = {}
+    if config.lexical:
+        retrieved["lexical"] = store.lexical_search(query, where, config.candidates)
+    if config.semantic:
+        retrieved["semantic"] = store.vector_search(embed_query(query), where, config.candidates)
+    return retrieved
+
+
+def search(
+    store: Store,
+    embed_query: Callable[[str], Vectors],
+    query: str,
+    scope: RecordFilter,
+    *,
+    limit: int,
+    config: SearchConfig,
+    now: datetime,
+) -> list[Hit]:
+    """Search one user's memory and return up to ``limit`` turns, best first."""
+    where = RecordFilter(scope.user_id, scope.agent_id, scope.session_id, config.key_kinds)
+    retrieved = _retrieve(store, embed_query, query, where, config)
+    key_ids = list(dict.fromkeys(rid for hits in retrieved.values() for rid, _ in hits))
+    keys = {r.id: r for r in store.get_many(scope.user_id, key_ids)}
+    rankings = {name: keys_to_values(hits, keys) for name, hits in retrieved.items()}
+    fused = _fuse(rankings, config)
+    missing = [v for v, _ in fused if v not in keys]
+    records = dict(keys)
+    records.update((r.id, r) for r in store.get_many(scope.user_id, missing))
+    scored = []
+    for value_id, score in fused:
+        record = records.get(value_id)
+        if record is None:
+            continue
+        age = (now - record.timestamp).total_seconds() / 86400.0
+        factor = recency_factor(
+            age, weight=config.recency_weight, half_life_days=config.recency_half_life_days
+        )
+        scored.append((score * factor, record))
+    scored.sort(key=lambda item: (-item[0], item[1].id))
+    return [_hit(record, score, rankings) for score, record in scored[:limit]]
+
+
+def _hit(record: MemoryRecord, score: float, rankings: Mapping[str, ValueRanking]) -> Hit:
+    sources = {}
+    matched: list[str] = []
+    for name, ranking in rankings.items():
+        if record.id in ranking.scores:
+            rank = ranking.order.index(record.id) + 1
+            sources[name] = RetrieverScore(rank=rank, score=ranking.scores[record.id])
+            matched.extend(k for k in ranking.keys[record.id] if k not in matched)
+    return Hit(record=record, score=score, sources=sources, matched_keys=tuple(matched))
+
+
+def aggregate_sessions(
+    hits: Sequence[Hit], *, method: str = "max", top: int = 3
+) -> list[SessionHit]:
+    """Group hits by session: a session scores its best hit (``max``) or the sum of its ``top``
+    best hits (``sum``). Sessions best first; hits within a session keep their order."""
+    groups: dict[str, list[Hit]] = {}
+    for hit in hits:
+        groups.setdefault(hit.record.session_id or "", []).append(hit)
+    sessions = []
+    for session_id, members in groups.items():
+        best = sorted((h.score for h in members), reverse=True)
+        score = best[0] if method == "max" else sum(best[:top])
+        sessions.append(SessionHit(session_id=session_id, score=score, hits=tuple(members)))
+    sessions.sort(key=lambda s: (-s.score, s.session_id))
+    return sessions

@@ -1,0 +1,77 @@
+"""The storage protocol. A backend stores records with one vector each, keeps a full-text index
+and an audit trail, and enforces the caller's ``user_id`` on every operation itself."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from typing import Protocol
+
+from engram.embed.base import Vectors
+from engram.types import HistoryEvent, MemoryRecord, RecordFilter, StoreStats
+
+__all__ = ["ScoredId", "Store"]
+
+ScoredId = tuple[str, float]
+
+
+class Store(Protocol):
+    """What the write and read pipelines need from a backend. Every method is required."""
+
+    def bind_embedder(self, name: str, dim: int) -> None:
+        """Record which embedder the vectors come from; raise ``ConfigurationError`` if the
+        store already holds vectors of another embedder or dimension."""
+        ...
+
+    def add(self, records: Sequence[MemoryRecord], vectors: Vectors) -> builtins.list[MemoryRecord]:
+        """Insert records (row ``i`` of ``vectors`` belongs to ``records[i]``) in one
+        transaction, skipping ids already stored; return the records actually inserted."""
+        ...
+
+    def get_many(self, user_id: str, ids: Sequence[str]) -> builtins.list[MemoryRecord]:
+        """The caller's records among ``ids`` (in that order); others are silently absent."""
+        ...
+
+    def last_turn(self, user_id: str, session_id: str) -> MemoryRecord | None:
+        """The turn with the highest ``seq`` in a session, if any."""
+        ...
+
+    def list(
+        self, where: RecordFilter, *, limit: int, offset: int = 0
+    ) -> builtins.list[MemoryRecord]:
+        """Records in scope, ordered by session, then ``seq``, then creation."""
+        ...
+
+    def update(self, user_id: str, record_id: str, text: str, vector: Vectors) -> MemoryRecord:
+        """Replace a record's text and vector; raise ``NotFoundError`` outside the scope."""
+        ...
+
+    def delete(self, user_id: str, record_id: str) -> builtins.list[str]:
+        """Hard-delete a record and the records derived from it; return the deleted ids."""
+        ...
+
+    def forget(self, user_id: str, *, session_id: str | None = None) -> int:
+        """Hard-delete a user's records (or one session's), history included; return a count."""
+        ...
+
+    def history(self, user_id: str, record_id: str) -> builtins.list[HistoryEvent]:
+        """The audit trail of a record, oldest first."""
+        ...
+
+    def lexical_search(
+        self, query: str, where: RecordFilter, limit: int
+    ) -> builtins.list[ScoredId]:
+        """BM25 over record key texts; higher scores are better."""
+        ...
+
+    def vector_search(
+        self, vector: Vectors, where: RecordFilter, limit: int
+    ) -> builtins.list[ScoredId]:
+        """Cosine similarity over record vectors; higher scores are better."""
+        ...
+
+    def stats(self, user_id: str | None = None) -> StoreStats:
+        """Record counts for one user or for everyone."""
+        ...
+
+    def close(self) -> None: ...

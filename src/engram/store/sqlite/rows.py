@@ -1,0 +1,86 @@
+"""Conversion between MemoryRecord objects and SQLite rows."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+
+from engram.types import HistoryEvent, MemoryRecord, RecordKind
+
+__all__ = ["RECORD_COLUMNS", "from_iso", "record_from_row", "record_params", "to_iso"]
+
+RECORD_COLUMNS = (
+    "id, user_id, agent_id, session_id, kind, role, name, seq, text, timestamp, created_at, "
+    "valid_from, valid_to, provenance, message_ids, metadata"
+)
+
+
+def to_iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat()
+
+
+def from_iso(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _required_iso(value: str) -> datetime:
+    parsed = from_iso(value)
+    assert parsed is not None
+    return parsed
+
+
+def record_params(record: MemoryRecord) -> tuple[Any, ...]:
+    """The values for ``RECORD_COLUMNS``, in order."""
+    return (
+        record.id,
+        record.user_id,
+        record.agent_id,
+        record.session_id,
+        record.kind.value,
+        record.role,
+        record.name,
+        record.seq,
+        record.text,
+        to_iso(record.timestamp),
+        to_iso(record.created_at),
+        to_iso(record.valid_from),
+        to_iso(record.valid_to),
+        json.dumps(list(record.provenance)),
+        json.dumps(list(record.message_ids)),
+        json.dumps(dict(record.metadata), ensure_ascii=False),
+    )
+
+
+def record_from_row(row: sqlite3.Row | tuple[Any, ...]) -> MemoryRecord:
+    (rid, user_id, agent_id, session_id, kind, role, name, seq, text, timestamp, created_at,
+     valid_from, valid_to, provenance, message_ids, metadata) = tuple(row)  # fmt: skip
+    return MemoryRecord(
+        id=rid,
+        kind=RecordKind(kind),
+        text=text,
+        user_id=user_id,
+        session_id=session_id,
+        agent_id=agent_id,
+        role=role,
+        name=name,
+        seq=seq,
+        timestamp=_required_iso(timestamp),
+        created_at=_required_iso(created_at),
+        provenance=tuple(json.loads(provenance)),
+        message_ids=tuple(json.loads(message_ids)),
+        valid_from=from_iso(valid_from),
+        valid_to=from_iso(valid_to),
+        metadata=json.loads(metadata),
+    )
+
+
+def history_from_row(row: tuple[Any, ...]) -> HistoryEvent:
+    hid, record_id, user_id, event, old_text, new_text, at = row
+    return HistoryEvent(hid, record_id, user_id, event, old_text, new_text, _required_iso(at))

@@ -1,0 +1,376 @@
+"""The embedded default store: one SQLite file (WAL), FTS5 for BM25, exact vector search."""
+
+from __future__ import annotations
+
+import builtins
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from engram.embed.base import Vectors
+from engram.errors import ConfigurationError, NotFoundError, StoreError
+from engram.store.base import ScoredId
+from engram.store.sqlite.rows import (
+    RECORD_COLUMNS,
+    history_from_row,
+    record_from_row,
+    record_params,
+    to_iso,
+)
+from engram.store.sqlite.schema import migrate
+from engram.store.sqlite.vectors import UserMatrix, top_k
+from engram.store.text import query_terms
+from engram.types import HistoryEvent, MemoryRecord, RecordFilter, StoreStats
+
+__all__ = ["SqliteStore"]
+
+
+def _where(where: RecordFilter, alias: str = "") -> tuple[str, list[object]]:
+    """SQL conditions for a filter; ``user_id`` is always one of them."""
+    p = f"{alias}." if alias else ""
+    clauses: list[str] = [f"{p}user_id = ?"]
+    params: list[object] = [where.user_id]
+    if where.session_id is not None:
+        clauses.append(f"{p}session_id = ?")
+        params.append(where.session_id)
+    if where.agent_id is not None:
+        clauses.append(f"{p}agent_id = ?")
+        params.append(where.agent_id)
+    if where.kinds:
+        clauses.append(f"{p}kind IN ({', '.join('?' * len(where.kinds))})")
+        params.extend(k.value for k in where.kinds)
+    return " AND ".join(clauses), params
+
+
+class SqliteStore:
+    """A :class:`~engram.store.base.Store` in one SQLite file (or ``":memory:"``)."""
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        self.path = str(path)
+        try:
+            self._conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {self.path}: {exc}") from exc
+        self._lock = threading.RLock()
+        self._matrices: dict[str, UserMatrix] = {}
+        self._dim: int | None = None
+        if self.path != ":memory:":
+            self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn.execute("PRAGMA foreign_keys = ON")
+        migrate(self._conn)
+        dim = self._meta("dim")
+        self._dim = int(dim) if dim is not None else None
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"storage failed, nothing was written: {exc}") from exc
+                raise
+
+    def _meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _bump(self, conn: sqlite3.Connection, user_id: str) -> int:
+        conn.execute(
+            "INSERT INTO generations (user_id, gen) VALUES (?, 1) "
+            "ON CONFLICT (user_id) DO UPDATE SET gen = gen + 1",
+            (user_id,),
+        )
+        return int(
+            conn.execute("SELECT gen FROM generations WHERE user_id = ?", (user_id,)).fetchone()[0]
+        )
+
+    def _generation(self, user_id: str) -> int:
+        row = self._conn.execute(
+            "SELECT gen FROM generations WHERE user_id = ?", (user_id,)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _history(
+        self, conn: sqlite3.Connection, record: MemoryRecord, event: str, old: str | None,
+        new: str | None,
+    ) -> None:  # fmt: skip
+        conn.execute(
+            "INSERT INTO history (record_id, user_id, event, old_text, new_text, at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (record.id, record.user_id, event, old, new, to_iso(datetime.now(UTC))),
+        )
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def bind_embedder(self, name: str, dim: int) -> None:
+        with self._tx() as conn:
+            stored_name, stored_dim = self._meta("embedder"), self._meta("dim")
+            if stored_dim is not None and int(stored_dim) != dim:
+                raise ConfigurationError(
+                    f"{self.path} holds {stored_dim}-dimensional vectors from {stored_name!r}; "
+                    f"embedder {name!r} makes {dim}-dimensional ones"
+                )
+            if stored_name is not None and stored_name != name:
+                has_rows = conn.execute("SELECT 1 FROM vectors LIMIT 1").fetchone()
+                if has_rows:
+                    raise ConfigurationError(
+                        f"{self.path} was indexed with embedder {stored_name!r}, not {name!r}"
+                    )
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('embedder', ?)", (name,))
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('dim', ?)", (str(dim),))
+        self._dim = dim
+
+    def add(self, records: Sequence[MemoryRecord], vectors: Vectors) -> builtins.list[MemoryRecord]:
+        if len(records) != len(vectors):
+            raise StoreError(f"{len(records)} records but {len(vectors)} vectors")
+        if self._dim is not None and len(records) and vectors.shape[1] != self._dim:
+            raise ConfigurationError(f"vectors have dimension {vectors.shape[1]}, not {self._dim}")
+        inserted: list[tuple[MemoryRecord, int]] = []
+        placeholders = ", ".join("?" * 16)
+        with self._tx() as conn:
+            for i, record in enumerate(records):
+                cur = conn.execute(
+                    f"INSERT OR IGNORE INTO records ({RECORD_COLUMNS}) VALUES ({placeholders})",
+                    record_params(record),
+                )
+                if cur.rowcount == 0:
+                    continue
+                rowid = cur.lastrowid
+                conn.execute(
+                    "INSERT INTO vectors (rowid, user_id, vector) VALUES (?, ?, ?)",
+                    (rowid, record.user_id, vectors[i].astype(np.float32).tobytes()),
+                )
+                conn.execute(
+                    "INSERT INTO records_fts (rowid, key_text) VALUES (?, ?)",
+                    (rowid, record.key_text),
+                )
+                conn.executemany(
+                    "INSERT OR IGNORE INTO sources (source_id, record_id) VALUES (?, ?)",
+                    [(src, record.id) for src in record.provenance],
+                )
+                self._history(conn, record, "ADD", None, record.text)
+                inserted.append((record, i))
+            generations = {r.user_id: self._bump(conn, r.user_id) for r, _ in inserted}
+        self._extend_matrices(inserted, vectors, generations)
+        return [record for record, _ in inserted]
+
+    def _extend_matrices(
+        self, inserted: list[tuple[MemoryRecord, int]], vectors: Vectors, gens: dict[str, int]
+    ) -> None:
+        for user_id, gen in gens.items():
+            cached = self._matrices.get(user_id)
+            if cached is None:
+                continue
+            mine = [(r, i) for r, i in inserted if r.user_id == user_id]
+            if cached.generation != gen - 1:
+                del self._matrices[user_id]
+                continue
+            rows = [(r.id, r.kind.value, r.session_id, r.agent_id) for r, _ in mine]
+            cached.append(gen, rows, vectors[[i for _, i in mine]])
+
+    def update(self, user_id: str, record_id: str, text: str, vector: Vectors) -> MemoryRecord:
+        with self._tx() as conn:
+            old = self._get(conn, user_id, record_id)
+            conn.execute("UPDATE records SET text = ? WHERE id = ?", (text, record_id))
+            rowid = conn.execute("SELECT rowid FROM records WHERE id = ?", (record_id,)).fetchone()
+            new = self._get(conn, user_id, record_id)
+            conn.execute(
+                "UPDATE vectors SET vector = ? WHERE rowid = ?",
+                (vector.astype(np.float32).tobytes(), rowid[0]),
+            )
+            conn.execute("DELETE FROM records_fts WHERE rowid = ?", (rowid[0],))
+            conn.execute(
+                "INSERT INTO records_fts (rowid, key_text) VALUES (?, ?)", (rowid[0], new.key_text)
+            )
+            self._history(conn, new, "UPDATE", old.text, text)
+            self._bump(conn, user_id)
+        self._matrices.pop(user_id, None)
+        return new
+
+    def _get(self, conn: sqlite3.Connection, user_id: str, record_id: str) -> MemoryRecord:
+        row = conn.execute(
+            f"SELECT {RECORD_COLUMNS} FROM records WHERE id = ? AND user_id = ?",
+            (record_id, user_id),
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no record {record_id!r} for this user")
+        return record_from_row(row)
+
+    def _delete_rows(self, conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            rowids = f"SELECT rowid FROM records WHERE user_id = ? AND id IN ({marks})"
+            params = [user_id, *chunk]
+            conn.execute(f"DELETE FROM records_fts WHERE rowid IN ({rowids})", params)
+            conn.execute(f"DELETE FROM vectors WHERE rowid IN ({rowids})", params)
+            conn.execute(f"DELETE FROM sources WHERE record_id IN ({marks})", chunk)
+            conn.execute(f"DELETE FROM sources WHERE source_id IN ({marks})", chunk)
+            conn.execute(f"DELETE FROM records WHERE user_id = ? AND id IN ({marks})", params)
+
+    def delete(self, user_id: str, record_id: str) -> builtins.list[str]:
+        with self._tx() as conn:
+            record = self._get(conn, user_id, record_id)
+            derived = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT s.record_id FROM sources s JOIN records r ON r.id = s.record_id "
+                    "WHERE s.source_id = ? AND r.user_id = ? AND r.kind = 'round'",
+                    (record_id, user_id),
+                )
+            ]
+            doomed = [record_id, *derived]
+            for rid in doomed:
+                gone = record if rid == record_id else self._get(conn, user_id, rid)
+                self._history(conn, gone, "DELETE", gone.text, None)
+            self._delete_rows(conn, user_id, doomed)
+            self._bump(conn, user_id)
+        self._matrices.pop(user_id, None)
+        return doomed
+
+    def forget(self, user_id: str, *, session_id: str | None = None) -> int:
+        where, params = _where(RecordFilter(user_id=user_id, session_id=session_id))
+        with self._tx() as conn:
+            ids = [row[0] for row in conn.execute(f"SELECT id FROM records WHERE {where}", params)]
+            self._delete_rows(conn, user_id, ids)
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                conn.execute(
+                    f"DELETE FROM history WHERE user_id = ? AND record_id IN "
+                    f"({', '.join('?' * len(chunk))})",
+                    [user_id, *chunk],
+                )
+            if session_id is None:
+                conn.execute("DELETE FROM history WHERE user_id = ?", (user_id,))
+            self._bump(conn, user_id)
+        self._matrices.pop(user_id, None)
+        return len(ids)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def get_many(self, user_id: str, ids: Sequence[str]) -> builtins.list[MemoryRecord]:
+        found: dict[str, MemoryRecord] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = list(ids[start : start + 500])
+                rows = self._conn.execute(
+                    f"SELECT {RECORD_COLUMNS} FROM records WHERE user_id = ? "
+                    f"AND id IN ({', '.join('?' * len(chunk))})",
+                    [user_id, *chunk],
+                )
+                found.update((rec.id, rec) for rec in map(record_from_row, rows))
+        return [found[i] for i in ids if i in found]
+
+    def last_turn(self, user_id: str, session_id: str) -> MemoryRecord | None:
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {RECORD_COLUMNS} FROM records WHERE user_id = ? AND session_id = ? "
+                "AND kind = 'turn' ORDER BY seq DESC LIMIT 1",
+                (user_id, session_id),
+            ).fetchone()
+        return None if row is None else record_from_row(row)
+
+    def list(
+        self, where: RecordFilter, *, limit: int, offset: int = 0
+    ) -> builtins.list[MemoryRecord]:
+        clause, params = _where(where)
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {RECORD_COLUMNS} FROM records WHERE {clause} "
+                "ORDER BY session_id, seq, kind DESC, rowid LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+        return [record_from_row(row) for row in rows]
+
+    def history(self, user_id: str, record_id: str) -> builtins.list[HistoryEvent]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, record_id, user_id, event, old_text, new_text, at FROM history "
+                "WHERE user_id = ? AND record_id = ? ORDER BY id",
+                (user_id, record_id),
+            ).fetchall()
+        if not rows:
+            raise NotFoundError(f"no record {record_id!r} for this user")
+        return [history_from_row(row) for row in rows]
+
+    def lexical_search(
+        self, query: str, where: RecordFilter, limit: int
+    ) -> builtins.list[ScoredId]:
+        terms = query_terms(query)
+        if not terms or limit <= 0:
+            return []
+        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        clause, params = _where(where, "r")
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT r.id, bm25(records_fts) AS s FROM records_fts "
+                "JOIN records r ON r.rowid = records_fts.rowid "
+                f"WHERE records_fts MATCH ? AND {clause} ORDER BY s LIMIT ?",
+                [match, *params, limit],
+            ).fetchall()
+        return [(rid, -float(score)) for rid, score in rows]
+
+    def _matrix(self, user_id: str) -> UserMatrix:
+        gen = self._generation(user_id)
+        cached = self._matrices.get(user_id)
+        if cached is not None and cached.generation == gen:
+            return cached
+        rows = self._conn.execute(
+            "SELECT r.id, r.kind, r.session_id, r.agent_id, v.vector FROM vectors v "
+            "JOIN records r ON r.rowid = v.rowid WHERE v.user_id = ? ORDER BY v.rowid",
+            (user_id,),
+        ).fetchall()
+        matrix = UserMatrix.empty(gen, self._dim or 0)
+        if rows:
+            vecs = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32)
+            matrix.append(gen, [r[:4] for r in rows], vecs.reshape(len(rows), -1))
+        self._matrices[user_id] = matrix
+        return matrix
+
+    def vector_search(
+        self, vector: Vectors, where: RecordFilter, limit: int
+    ) -> builtins.list[ScoredId]:
+        with self._lock:
+            m = self._matrix(where.user_id)
+        keep = m.mask(tuple(k.value for k in where.kinds), where.session_id, where.agent_id)
+        return [(str(m.ids[i]), s) for i, s in top_k(m.matrix, vector, limit, keep)]
+
+    def stats(self, user_id: str | None = None) -> StoreStats:
+        cond, params = ("WHERE user_id = ?", [user_id]) if user_id else ("", [])
+        with self._lock:
+            kinds = dict(
+                self._conn.execute(
+                    f"SELECT kind, COUNT(*) FROM records {cond} GROUP BY kind", params
+                )
+            )
+            users, sessions = self._conn.execute(
+                f"SELECT COUNT(DISTINCT user_id), COUNT(DISTINCT user_id || '/' || "
+                f"COALESCE(session_id, '')) FROM records {cond}",
+                params,
+            ).fetchone()
+            pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+            page_size = self._conn.execute("PRAGMA page_size").fetchone()[0]
+        return StoreStats(
+            records=kinds, users=users, sessions=sessions, size_bytes=pages * page_size,
+            embedder=self._meta("embedder"), dim=self._dim,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        with self._lock:
+            self._matrices.clear()
+            self._conn.close()

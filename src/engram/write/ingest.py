@@ -1,0 +1,104 @@
+"""Building the records for new messages: verbatim turns plus round keys (a user turn and the
+assistant turn that answers it). Pure functions: no I/O, deterministic ids."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Sequence
+from datetime import datetime
+
+from engram.types import MemoryRecord, RecordKind
+from engram.write.messages import Message
+
+__all__ = ["DEFAULT_SESSION", "build_rounds", "build_turns", "record_id", "turn_key", "turn_keys"]
+
+DEFAULT_SESSION = "default"
+
+
+def record_id(user_id: str, session_id: str, kind: RecordKind, key: str) -> str:
+    """A deterministic id, so that adding the same message twice stores it once."""
+    raw = "\x1f".join((user_id, session_id, kind.value, key)).encode("utf-8")
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+def turn_key(message: Message, occurrence: int) -> str:
+    """The caller's id, else a hash of role, content, timestamp and how many identical messages
+    came before it in the same call."""
+    if message.id is not None:
+        return "id:" + message.id
+    stamp = message.timestamp.isoformat() if message.timestamp else ""
+    raw = "\x1f".join((message.role, message.content, stamp, str(occurrence)))
+    return "h:" + hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def turn_keys(messages: Sequence[Message]) -> list[str]:
+    seen: dict[tuple[str, str, datetime | None], int] = {}
+    keys = []
+    for m in messages:
+        sig = (m.role, m.content, m.timestamp)
+        seen[sig] = seen.get(sig, -1) + 1
+        keys.append(turn_key(m, seen[sig]))
+    return keys
+
+
+def build_turns(
+    messages: Sequence[tuple[Message, str]],
+    *,
+    user_id: str,
+    session_id: str,
+    agent_id: str | None,
+    first_seq: int,
+    default_time: datetime,
+    now: datetime,
+) -> list[MemoryRecord]:
+    """Turn records for (message, key) pairs, numbered from ``first_seq``."""
+    return [
+        MemoryRecord(
+            id=record_id(user_id, session_id, RecordKind.TURN, key),
+            kind=RecordKind.TURN,
+            text=m.content,
+            user_id=user_id,
+            session_id=session_id,
+            agent_id=agent_id,
+            role=m.role,
+            name=m.name,
+            seq=first_seq + i,
+            timestamp=m.timestamp or default_time,
+            created_at=now,
+            message_ids=(m.id,) if m.id is not None else (),
+            metadata=m.metadata,
+        )
+        for i, (m, key) in enumerate(messages)
+    ]
+
+
+def build_rounds(
+    turns: Sequence[MemoryRecord], previous: MemoryRecord | None, now: datetime
+) -> list[MemoryRecord]:
+    """A round record for every user turn directly followed by an assistant turn. ``previous``
+    is the session's last stored turn, so a round can span two ``add`` calls."""
+    sequence = ([previous] if previous is not None else []) + list(turns)
+    rounds = []
+    for first, second in itertools.pairwise(sequence):
+        if first.role != "user" or second.role != "assistant":
+            continue
+        rounds.append(
+            MemoryRecord(
+                id=record_id(first.user_id, first.session_id or "", RecordKind.ROUND,
+                             first.id + second.id),
+                kind=RecordKind.ROUND,
+                text=f"{first.key_text}\n{second.key_text}",
+                user_id=first.user_id,
+                session_id=first.session_id,
+                agent_id=first.agent_id,
+                role=None,
+                name=None,
+                seq=first.seq,
+                timestamp=first.timestamp,
+                created_at=now,
+                provenance=(first.id, second.id),
+                message_ids=first.message_ids + second.message_ids,
+            )
+        )  # fmt: skip
+    return rounds
