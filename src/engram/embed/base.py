@@ -68,10 +68,10 @@ class CachedQueryEmbedder:
         self._cache: OrderedDict[str, Vectors] = OrderedDict()
 
     def __call__(self, query: str) -> Vectors:
-        vec = self._cache.get(query)
-        if vec is not None:
+        cached = self._cache.get(query)
+        if cached is not None:
             self._cache.move_to_end(query)
-            return vec
+            return cached
         vec: Vectors = embed_texts(self.embedder, [query])[0]
         self._cache[query] = vec
         if len(self._cache) > self._size:

@@ -71,7 +71,10 @@ class SentenceTransformerEmbedder:
             self._model = SentenceTransformer(path, device=self._device, local_files_only=True)
         else:
             self._model = SentenceTransformer(self._model_name, device=self._device)
-        dim = self._model.get_sentence_embedding_dimension()
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or getattr(
+            self._model, "get_sentence_embedding_dimension"
+        )
+        dim = get_dim()
         if not isinstance(dim, int):
             raise ConfigurationError(f"model {self._model_name!r} does not report its dimension")
         self._dim = dim

@@ -1,0 +1,49 @@
+"""Shared fixtures: real SQLite stores (file and in-memory), the fast fake embedder, and the real
+bundled embedder (loaded once per test session)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from engram import HashEmbedder, Memory, SentenceTransformerEmbedder, SqliteStore, Store
+
+StoreFactory = Callable[[], Store]
+
+
+def _sqlite_file(tmp_path: Path) -> StoreFactory:
+    return lambda: SqliteStore(tmp_path / "engram.db")
+
+
+def _sqlite_memory(tmp_path: Path) -> StoreFactory:
+    return lambda: SqliteStore(":memory:")
+
+
+STORE_FACTORIES = {"sqlite-file": _sqlite_file, "sqlite-memory": _sqlite_memory}
+
+
+@pytest.fixture(params=sorted(STORE_FACTORIES))
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """Every Store backend the contract suite runs against."""
+    return STORE_FACTORIES[request.param](tmp_path)
+
+
+@pytest.fixture
+def store(store_factory: StoreFactory) -> Iterator[Store]:
+    s = store_factory()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def mem(tmp_path: Path) -> Iterator[Memory]:
+    m = Memory(store=SqliteStore(tmp_path / "mem.db"), embedder=HashEmbedder())
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="session")
+def bundled_embedder() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder()

@@ -1,0 +1,177 @@
+"""The public Memory API on a real SQLite file with the fast deterministic embedder."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from engram import (
+    HashEmbedder, InvalidInputError, Memory, NotFoundError, RecordKind, ScopeError, SearchConfig,
+    SqliteStore,
+)  # fmt: skip
+
+CHAT = [
+    {"role": "user", "content": "I adopted a beagle named Rex last week.", "id": "m1"},
+    {"role": "assistant", "content": "Congratulations on Rex! Beagles are lovely.", "id": "m2"},
+    {"role": "user", "content": "I also started a new job at a bakery in Porto.", "id": "m3"},
+    {"role": "assistant", "content": "A bakery job sounds delicious.", "id": "m4"},
+]
+
+
+def test_add_returns_turns_and_builds_round_keys(mem: Memory) -> None:
+    turns = mem.add(CHAT, user_id="u1", session_id="s1", session_date="2024-05-08T13:56:00")
+    assert [t.message_id for t in turns] == ["m1", "m2", "m3", "m4"]
+    assert [t.seq for t in turns] == [0, 1, 2, 3]
+    assert turns[0].timestamp == datetime(2024, 5, 8, 13, 56, tzinfo=UTC)
+    rounds = mem.list(user_id="u1", kinds=["round"])
+    assert [r.message_ids for r in rounds] == [("m1", "m2"), ("m3", "m4")]
+    assert rounds[0].provenance == (turns[0].id, turns[1].id)
+
+
+def test_add_is_idempotent(mem: Memory) -> None:
+    first = mem.add(CHAT, user_id="u1", session_id="s1")
+    again = mem.add(CHAT, user_id="u1", session_id="s1")
+    assert [r.id for r in again] == [r.id for r in first]
+    no_ids = [{"role": "user", "content": "ok"}, {"role": "user", "content": "ok"}]
+    twice = mem.add(no_ids, user_id="u1", session_id="s2")
+    assert len({r.id for r in twice}) == 2  # identical messages in one call are two turns
+    assert [r.id for r in mem.add(no_ids, user_id="u1", session_id="s2")] == [r.id for r in twice]
+    assert mem.stats(user_id="u1").records == {"turn": 6, "round": 2}
+
+
+def test_rounds_span_add_calls(mem: Memory) -> None:
+    mem.add(CHAT[:1], user_id="u1", session_id="s1")
+    mem.add(CHAT[1:2], user_id="u1", session_id="s1")
+    [round_] = mem.list(user_id="u1", kinds=[RecordKind.ROUND])
+    assert round_.message_ids == ("m1", "m2")
+    assert [t.seq for t in mem.list(user_id="u1")] == [0, 1]
+
+
+def test_search_finds_user_and_assistant_turns_with_explanations(mem: Memory) -> None:
+    mem.add(CHAT, user_id="u1", session_id="s1")
+    hits = mem.search("beagle Rex", user_id="u1", limit=3)
+    assert hits[0].message_id == "m1"
+    assert set(hits[0].found_by) == {"lexical", "semantic"}
+    assert hits[0].sources["lexical"].rank == 1
+    assert mem.search("delicious bakery", user_id="u1", limit=1)[0].message_id == "m4"
+    lexical = mem.search("Porto", user_id="u1", config="lexical")
+    assert {h.message_id for h in lexical} == {"m3", "m4"}  # m4 via the round key
+    assert all(h.found_by == ("lexical",) for h in lexical)
+    assert len(mem.search("anything", user_id="u1", limit=2)) <= 2
+
+
+def test_search_filters_and_sessions(mem: Memory) -> None:
+    mem.add(CHAT[:2], user_id="u1", session_id="s1")
+    mem.add(CHAT[2:], user_id="u1", session_id="s2")
+    assert {h.record.session_id for h in mem.search("Rex", user_id="u1", session_id="s2")} == {
+        "s2"
+    }
+    sessions = mem.search_sessions("bakery Porto job", user_id="u1", limit=2)
+    assert sessions[0].session_id == "s2"
+    assert len(sessions) == 2
+
+
+def test_recency_weighting_prefers_recent(mem: Memory) -> None:
+    msg = [{"role": "user", "content": "my favourite colour is green"}]
+    mem.add(msg, user_id="u1", session_id="old", session_date="2020-01-01")
+    mem.add(msg, user_id="u1", session_id="new", session_date="2024-01-01")
+    cfg = SearchConfig(recency_weight=1.0, recency_half_life_days=30)
+    hits = mem.search("favourite colour", user_id="u1", config=cfg, question_date="2024-01-02")
+    assert hits[0].record.session_id == "new"
+    assert hits[0].score > hits[1].score * 1.5
+
+
+def test_users_are_isolated(mem: Memory) -> None:
+    [mine] = mem.add(CHAT[:1], user_id="alice", session_id="s1")
+    mem.add(CHAT[:1], user_id="bob", session_id="s1")
+    assert all(h.record.user_id == "bob" for h in mem.search("beagle", user_id="bob"))
+    assert all(r.user_id == "bob" for r in mem.list(user_id="bob"))
+    for call in (
+        lambda: mem.get(mine.id, user_id="bob"),
+        lambda: mem.delete(mine.id, user_id="bob"),
+        lambda: mem.history(mine.id, user_id="bob"),
+        lambda: mem.update(mine.id, "hijacked", user_id="bob"),
+    ):
+        with pytest.raises(NotFoundError):
+            call()
+    assert mem.forget(user_id="bob") == 1
+    assert mem.get(mine.id, user_id="alice").text == CHAT[0]["content"]
+
+
+def test_update_delete_history(mem: Memory) -> None:
+    turns = mem.add(CHAT, user_id="u1", session_id="s1")
+    mem.update(turns[2].id, "I started a new job at a library in Braga.", user_id="u1")
+    assert mem.search("library Braga", user_id="u1", config="lexical")[0].record.id == turns[2].id
+    deleted = mem.delete(turns[0].id, user_id="u1")
+    assert len(deleted) == 2  # the turn and its round key
+    with pytest.raises(NotFoundError):
+        mem.get(turns[0].id, user_id="u1")
+    assert [e.event for e in mem.history(turns[2].id, user_id="u1")] == ["ADD", "UPDATE"]
+    assert [e.event for e in mem.history(turns[0].id, user_id="u1")] == ["ADD", "DELETE"]
+    with pytest.raises(NotFoundError):
+        mem.delete("no-such-id", user_id="u1")
+
+
+BAD_MESSAGES = [
+    ([], "empty"),
+    ("hello", "list"),
+    ([{"role": "user", "content": "   "}], "whitespace"),
+    ([{"role": "user", "content": ""}], "empty"),
+    ([{"role": "user"}], "missing 'content'"),
+    ([{"content": "hi"}], "missing 'role'"),
+    ([{"role": "user", "content": 42}], "expected a string"),
+    ([{"role": "user", "content": b"\xff\xfe bad"}], "UTF-8"),
+    ([{"role": "user", "content": "bad \udcff surrogate"}], "Unicode"),
+    ([{"role": "user", "content": "x" * 10_000_000}], "limit"),
+    ([{"role": "user", "content": "hi", "timestamp": "yesterday"}], "ISO"),
+    ([{"role": "user", "content": "hi", "metadata": {"x": object()}}], "JSON"),
+    ([{"role": "user", "content": "hi", "colour": "red"}], "unknown fields"),
+    ([{"role": "user", "content": "a", "id": "1"}, {"role": "user", "content": "b", "id": "1"}],
+     "unique"),
+    (["not an object"], "object"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("messages", "needle"), BAD_MESSAGES)
+def test_bad_input_is_rejected_whole(mem: Memory, messages: object, needle: str) -> None:
+    good = {"role": "user", "content": "this one is fine", "id": "good"}
+    batch = [good, *messages] if isinstance(messages, list) and messages else messages
+    with pytest.raises(InvalidInputError, match=needle):
+        mem.add(batch, user_id="u1", session_id="s1")  # type: ignore[arg-type]
+    assert mem.list(user_id="u1") == []
+
+
+@pytest.mark.parametrize("user_id", [None, "", "   ", 7, "x" * 300])
+def test_missing_or_bad_user_id(mem: Memory, user_id: object) -> None:
+    with pytest.raises(ScopeError):
+        mem.add(CHAT, user_id=user_id)  # type: ignore[arg-type]
+    with pytest.raises(ScopeError):
+        mem.search("x", user_id=user_id)  # type: ignore[arg-type]
+    with pytest.raises(ScopeError):
+        mem.list(user_id=user_id)  # type: ignore[arg-type]
+    with pytest.raises(ScopeError):
+        mem.forget(user_id=user_id)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"limit": 0}, {"limit": "5"}, {"limit": 10_000}, {"config": "nope"}, {"question_date": 5}],
+)
+def test_bad_search_arguments(mem: Memory, kwargs: dict[str, object]) -> None:
+    with pytest.raises(InvalidInputError):
+        mem.search("hello", user_id="u1", **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        mem.search("  ", user_id="u1")
+
+
+def test_persists_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "persist.db"
+    with Memory(store=SqliteStore(path), embedder=HashEmbedder()) as m:
+        m.add(CHAT, user_id="u1", session_id="s1")
+    with Memory(store=SqliteStore(path), embedder=HashEmbedder()) as m:
+        assert len(m.list(user_id="u1")) == 4
+        assert m.search("beagle", user_id="u1", config="semantic")[0].message_id == "m1"
+    with pytest.raises(Exception, match="dimension"):
+        Memory(store=SqliteStore(path), embedder=HashEmbedder(dim=64)).search("x", user_id="u1")

@@ -1,0 +1,168 @@
+"""The contract every Store backend must pass (run against each factory in conftest)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from engram import ConfigurationError, NotFoundError, RecordFilter, RecordKind, Store, StoreError
+from engram.types import MemoryRecord
+
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+DIM = 8
+
+
+def rec(rid: str, text: str, *, user: str = "u1", session: str = "s1", seq: int = 0,
+        kind: RecordKind = RecordKind.TURN, provenance: tuple[str, ...] = ()) -> MemoryRecord:  # fmt: skip
+    return MemoryRecord(
+        id=rid, kind=kind, text=text, user_id=user, session_id=session, agent_id=None,
+        role="user", name=None, seq=seq, timestamp=T0 + timedelta(minutes=seq), created_at=T0,
+        provenance=provenance, message_ids=(f"m-{rid}",), metadata={"n": seq},
+    )  # fmt: skip
+
+
+def vec(*hot: int) -> np.ndarray:
+    v = np.zeros((len(hot), DIM), dtype=np.float32)
+    for row, col in enumerate(hot):
+        v[row, col] = 1.0
+    return v
+
+
+@pytest.fixture
+def filled(store: Store) -> Store:
+    store.bind_embedder("test", DIM)
+    store.add(
+        [
+            rec("a", "the quick brown fox", seq=0),
+            rec("b", "jumped over the lazy dog", seq=1),
+            rec("r", "quick fox\njumped dog", seq=0, kind=RecordKind.ROUND, provenance=("a", "b")),
+            rec("c", "a fox in another session", session="s2"),
+            rec("x", "the quick brown fox of user two", user="u2"),
+        ],
+        vec(0, 1, 2, 3, 0),
+    )
+    return store
+
+
+def test_add_roundtrip_and_idempotent(filled: Store) -> None:
+    [a] = filled.get_many("u1", ["a"])
+    assert (a.text, a.kind, a.seq, a.message_ids, a.metadata) == (
+        "the quick brown fox", RecordKind.TURN, 0, ("m-a",), {"n": 0},
+    )  # fmt: skip
+    assert a.timestamp == T0 and a.timestamp.tzinfo is not None
+    again = filled.add([rec("a", "the quick brown fox"), rec("d", "new one", seq=2)], vec(0, 5))
+    assert [r.id for r in again] == ["d"]
+    assert len(filled.list(RecordFilter("u1"), limit=100)) == 5
+
+
+def test_scope_is_enforced_by_the_store(filled: Store) -> None:
+    assert filled.get_many("u1", ["x"]) == []
+    assert [r.id for r in filled.list(RecordFilter("u2"), limit=10)] == ["x"]
+    assert all(rid != "x" for rid, _ in filled.lexical_search("fox", RecordFilter("u1"), 10))
+    assert all(rid != "x" for rid, _ in filled.vector_search(vec(0)[0], RecordFilter("u1"), 10))
+    with pytest.raises(NotFoundError):
+        filled.delete("u1", "x")
+    with pytest.raises(NotFoundError):
+        filled.update("u1", "x", "hijack", vec(0)[0])
+    with pytest.raises(NotFoundError):
+        filled.history("u1", "x")
+    assert filled.forget("u1") == 4
+    assert [r.id for r in filled.list(RecordFilter("u2"), limit=10)] == ["x"]
+
+
+def test_list_filters_and_order(filled: Store) -> None:
+    turns = filled.list(RecordFilter("u1", kinds=(RecordKind.TURN,)), limit=10)
+    assert [r.id for r in turns] == ["a", "b", "c"]
+    assert [r.id for r in filled.list(RecordFilter("u1", session_id="s2"), limit=10)] == ["c"]
+    assert [r.id for r in turns][1:] == [r.id for r in filled.list(
+        RecordFilter("u1", kinds=(RecordKind.TURN,)), limit=10, offset=1)]  # fmt: skip
+
+
+def test_lexical_search_ranks_by_bm25(filled: Store) -> None:
+    hits = filled.lexical_search("lazy dog", RecordFilter("u1"), 10)
+    assert hits[0][0] in {"b", "r"} and {rid for rid, _ in hits} == {"b", "r"}
+    assert all(s > 0 for _, s in hits)
+    only_turns = filled.lexical_search("fox", RecordFilter("u1", kinds=(RecordKind.TURN,)), 10)
+    assert {rid for rid, _ in only_turns} == {"a", "c"}
+    assert filled.lexical_search("   ", RecordFilter("u1"), 10) == []
+    assert filled.lexical_search('fox" OR "x', RecordFilter("u1"), 10)  # no FTS syntax errors
+
+
+def test_vector_search_exact_cosine(filled: Store) -> None:
+    hits = filled.vector_search(vec(1)[0], RecordFilter("u1"), 2)
+    assert hits[0] == ("b", pytest.approx(1.0))
+    assert len(hits) == 2
+    in_s2 = filled.vector_search(vec(1)[0], RecordFilter("u1", session_id="s2"), 5)
+    assert [rid for rid, _ in in_s2] == ["c"]
+    rounds = filled.vector_search(vec(2)[0], RecordFilter("u1", kinds=(RecordKind.ROUND,)), 5)
+    assert [rid for rid, _ in rounds] == ["r"]
+
+
+def test_vector_search_sees_writes(filled: Store) -> None:
+    filled.vector_search(vec(0)[0], RecordFilter("u1"), 5)  # warm any cache
+    filled.add([rec("e", "fresh", seq=3)], vec(6))
+    assert filled.vector_search(vec(6)[0], RecordFilter("u1"), 1)[0][0] == "e"
+    filled.update("u1", "e", "fresher", vec(7)[0])
+    assert filled.vector_search(vec(7)[0], RecordFilter("u1"), 1)[0][0] == "e"
+    filled.delete("u1", "e")
+    assert all(rid != "e" for rid, _ in filled.vector_search(vec(7)[0], RecordFilter("u1"), 9))
+
+
+def test_update_reindexes_and_keeps_history(filled: Store) -> None:
+    new = filled.update("u1", "a", "a slow purple turtle", vec(4)[0])
+    assert new.text == "a slow purple turtle"
+    assert [rid for rid, _ in filled.lexical_search("turtle", RecordFilter("u1"), 5)] == ["a"]
+    assert filled.lexical_search("brown", RecordFilter("u1", kinds=(RecordKind.TURN,)), 5) == []
+    events = filled.history("u1", "a")
+    assert [e.event for e in events] == ["ADD", "UPDATE"]
+    assert (events[1].old_text, events[1].new_text) == ("the quick brown fox", new.text)
+
+
+def test_delete_cascades_to_rounds_and_index_rows(filled: Store) -> None:
+    deleted = filled.delete("u1", "a")
+    assert set(deleted) == {"a", "r"}
+    assert filled.get_many("u1", ["a", "r", "b"])[0].id == "b"
+    assert filled.lexical_search("quick", RecordFilter("u1"), 10) == []
+    assert [e.event for e in filled.history("u1", "a")] == ["ADD", "DELETE"]
+
+
+def test_forget_session_and_user(filled: Store) -> None:
+    assert filled.forget("u1", session_id="s2") == 1
+    assert {r.id for r in filled.list(RecordFilter("u1"), limit=10)} == {"a", "b", "r"}
+    assert filled.forget("u1") == 3
+    assert filled.list(RecordFilter("u1"), limit=10) == []
+    assert filled.lexical_search("fox", RecordFilter("u1"), 10) == []
+    assert filled.vector_search(vec(0)[0], RecordFilter("u1"), 10) == []
+    with pytest.raises(NotFoundError):
+        filled.history("u1", "a")
+    assert filled.stats("u1").records == {}
+    assert filled.stats().records == {"turn": 1}
+
+
+def test_failed_add_writes_nothing(filled: Store) -> None:
+    before = len(filled.list(RecordFilter("u1"), limit=100))
+    with pytest.raises(StoreError):
+        filled.add([rec("n1", "ok", seq=5), rec("n2", "bad", seq=6)], vec(0))  # 2 records, 1 vec
+    broken = rec("n3", "bad metadata", seq=7)
+    object.__setattr__(broken, "metadata", {"x": object()})
+    with pytest.raises((StoreError, TypeError)):
+        filled.add([rec("n4", "fine", seq=8), broken], vec(0, 1))
+    assert len(filled.list(RecordFilter("u1"), limit=100)) == before
+    assert filled.get_many("u1", ["n1", "n2", "n3", "n4"]) == []
+
+
+def test_embedder_binding(filled: Store) -> None:
+    filled.bind_embedder("test", DIM)
+    with pytest.raises(ConfigurationError):
+        filled.bind_embedder("test", DIM + 1)
+    with pytest.raises(ConfigurationError):
+        filled.bind_embedder("another-model", DIM)
+
+
+def test_stats(filled: Store) -> None:
+    stats = filled.stats("u1")
+    assert stats.records == {"turn": 3, "round": 1}
+    assert (stats.users, stats.sessions, stats.dim, stats.embedder) == (1, 2, DIM, "test")
+    assert filled.stats().users == 2
