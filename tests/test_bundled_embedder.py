@@ -19,7 +19,7 @@ CHAT = [
     {"role": "user", "content": "My sister is getting married in Lisbon in June.", "id": "wed"},
     {"role": "assistant", "content": "Portugal in early summer is beautiful.", "id": "wed-a"},
     {"role": "user", "content": "I switched from Python to Rust at work.", "id": "job"},
-    {"role": "assistant", "content": "The borrow checker takes some getting used to.", "id": "job-a"},
+    {"role": "assistant", "content": "The borrow checker takes getting used to.", "id": "job-a"},
 ]  # fmt: skip
 
 
@@ -29,7 +29,9 @@ def test_bundled_model_is_shipped_in_site_packages() -> None:
     assert "site-packages" in str(path)
 
 
-def test_vectors_are_unit_length_and_meaningful(bundled_embedder: SentenceTransformerEmbedder) -> None:
+def test_vectors_are_unit_length_and_meaningful(
+    bundled_embedder: SentenceTransformerEmbedder,
+) -> None:
     assert bundled_embedder.dim == 384
     v = embed_texts(bundled_embedder, ["a dog", "a puppy", "quarterly tax filing"])
     assert v.shape == (3, 384)

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from engram import (
-    HashEmbedder, InvalidInputError, Memory, NotFoundError, RecordKind, ScopeError, SearchConfig,
+    HashEmbedder,
+    InvalidInputError,
+    Memory,
+    NotFoundError,
+    RecordKind,
+    ScopeError,
+    SearchConfig,
     SqliteStore,
 )  # fmt: skip
 
@@ -65,9 +71,7 @@ def test_search_finds_user_and_assistant_turns_with_explanations(mem: Memory) ->
 def test_search_filters_and_sessions(mem: Memory) -> None:
     mem.add(CHAT[:2], user_id="u1", session_id="s1")
     mem.add(CHAT[2:], user_id="u1", session_id="s2")
-    assert {h.record.session_id for h in mem.search("Rex", user_id="u1", session_id="s2")} == {
-        "s2"
-    }
+    assert {h.record.session_id for h in mem.search("Rex", user_id="u1", session_id="s2")} == {"s2"}
     sessions = mem.search_sessions("bakery Porto job", user_id="u1", limit=2)
     assert sessions[0].session_id == "s2"
     assert len(sessions) == 2

