@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["CorpusSession", "CorpusTurn", "Question", "WorkUnit", "dedupe"]
+__all__ = ["CorpusSession", "CorpusTurn", "Question", "WorkUnit", "clean_sessions", "dedupe"]
 
 
 @dataclass(frozen=True)
@@ -64,3 +64,17 @@ def dedupe(ids: Iterable[str]) -> list[str]:
             seen.add(item)
             out.append(item)
     return out
+
+
+def clean_sessions(sessions: Iterable[CorpusSession]) -> tuple[CorpusSession, ...]:
+    """What every system indexes: NUL characters removed, turns without text left out (a
+    memory store rejects empty messages; the baselines must see the same corpus)."""
+    out: list[CorpusSession] = []
+    for session in sessions:
+        turns = tuple(
+            CorpusTurn(t.id, t.role, t.text.replace("\x00", ""), t.name)
+            for t in session.turns
+            if t.text.replace("\x00", "").strip()
+        )
+        out.append(CorpusSession(session.id, session.date, turns))
+    return tuple(out)

@@ -1,0 +1,132 @@
+"""The benchmark runner end to end, on synthetic data with the fast HashEmbedder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engram.bench import make_synthetic_longmemeval, run_locomo, run_longmemeval
+from engram.bench.report import read_rows
+from engram.errors import ConfigurationError, InvalidInputError
+
+FACTS = [
+    ("I adopted a cat called Miso last week.", "What is the name of Ann's cat?"),
+    ("My sister Clara moved to Lisbon in spring.", "Where did Ann's sister Clara move?"),
+    ("I run the harbor marathon every October.", "Which marathon does Ann run?"),
+    ("We planted tomatoes and basil in the garden.", "What did Ann plant in the garden?"),
+]
+FILLER = [
+    "How was your weekend?", "Pretty quiet, I read a book.", "Work has been busy lately.",
+    "Did you watch the game?", "I tried a new coffee place.", "The weather is lovely today.",
+]  # fmt: skip
+
+
+def locomo_file(path: Path, conversations: int = 2) -> Path:
+    samples: list[dict[str, Any]] = []
+    for c in range(conversations):
+        conv: dict[str, Any] = {"speaker_a": "Ann", "speaker_b": "Bo"}
+        qa: list[dict[str, Any]] = []
+        for s, (fact, question) in enumerate(FACTS, start=1):
+            turns = [
+                {"speaker": "Ann" if i % 2 == 0 else "Bo", "dia_id": f"D{s}:{i + 1}", "text": t}
+                for i, t in enumerate(FILLER[s - 1 : s + 2])
+            ]
+            turns.append({"speaker": "Ann", "dia_id": f"D{s}:{len(turns) + 1}", "text": fact})
+            conv[f"session_{s}"] = turns
+            conv[f"session_{s}_date_time"] = f"10:0{s} am on {s} May, 2023"
+            qa.append({"question": question, "answer": "x", "evidence": [turns[-1]["dia_id"]],
+                       "category": 1 + s % 4})  # fmt: skip
+        qa.append({"question": "Bo's dog?", "adversarial_answer": "Rex", "evidence": ["D1:1"],
+                   "category": 5})  # fmt: skip
+        samples.append({"sample_id": f"conv-{c}", "conversation": conv, "qa": qa})
+    path.write_text(json.dumps(samples), encoding="utf-8")
+    return path
+
+
+def test_locomo_end_to_end(tmp_path: Path) -> None:
+    data = locomo_file(tmp_path / "locomo.json")
+    out = tmp_path / "run"
+    summary = run_locomo(data, out, preset=["lexical", "hybrid"], embedder="hash", k_values=[1, 5])
+    assert {p.name for p in out.iterdir()} >= {
+        "config.json", "per_question.jsonl", "summary.json", "summary.md",
+    }  # fmt: skip
+    rows = read_rows(out)
+    assert len(rows) == 8  # 4 scorable questions per conversation; category 5 is not run
+    assert summary["systems"] == ["engram:lexical", "engram:hybrid", "bm25", "dense"]
+    lexical = summary["results"]["engram:lexical"]["turn"]
+    assert lexical["overall"]["n"] == 8
+    assert lexical["overall"]["recall@5"] == 1.0  # each question's words are in its evidence
+    assert summary["results"]["bm25"]["turn"]["overall"]["recall@5"] == 1.0
+    assert set(lexical) == {"overall", "1", "2", "3", "4"}
+    first = rows[0]
+    assert first["id"] == "conv-0#0" and first["evidence"] == ["D1:4"]
+    for result in first["results"].values():
+        assert len(result["turns"]) <= 5
+        assert all(t.startswith("D") for t in result["turns"])
+    markdown = (out / "summary.md").read_text(encoding="utf-8")
+    assert "| engram:hybrid | recall | 8 |" in markdown
+    assert "1 (multi-hop)" in markdown
+    assert summary["data"]["adversarial"] == 2
+
+
+def test_locomo_limit_and_resume(tmp_path: Path) -> None:
+    data = locomo_file(tmp_path / "locomo.json")
+    out = tmp_path / "run"
+    run_locomo(data, out, preset="lexical", embedder="hash", limit=3, baselines=["bm25"])
+    assert [r["id"] for r in read_rows(out)] == ["conv-0#0", "conv-0#1", "conv-0#2"]
+    summary = run_locomo(data, out, preset="lexical", embedder="hash", limit=6, baselines=["bm25"])
+    ids = [r["id"] for r in read_rows(out)]
+    assert ids == ["conv-0#0", "conv-0#1", "conv-0#2", "conv-0#3", "conv-1#0", "conv-1#1"]
+    assert summary["questions_scored"] == 6
+    with pytest.raises(ConfigurationError):
+        run_locomo(data, out, preset="hybrid", embedder="hash", limit=6, baselines=["bm25"])
+
+
+def test_longmemeval_end_to_end(tmp_path: Path) -> None:
+    data = make_synthetic_longmemeval(tmp_path / "lme.json", n_questions=7, seed=1)
+    out = tmp_path / "run"
+    summary = run_longmemeval(data, out, preset="lexical", embedder="hash")
+    rows = read_rows(out)
+    assert len(rows) == 6  # the seventh question is an abstention question
+    assert summary["levels"] == ["session", "turn"]
+    for system in ("engram:lexical", "bm25", "dense"):
+        for level in ("session", "turn"):
+            overall = summary["results"][system][level]["overall"]
+            assert overall["n"] == 6
+            assert {"recall_any@50", "recall_all@5", "ndcg_any@10"} <= set(overall)
+            assert all(0.0 <= v <= 1.0 for k, v in overall.items() if k != "n")
+    lexical = summary["results"]["engram:lexical"]["session"]["overall"]
+    assert lexical["recall_any@10"] == 1.0
+    row = rows[0]
+    assert row["evidence_sessions"] and row["evidence"]
+    result = row["results"]["engram:lexical"]
+    assert result["sessions"][0] in row["evidence_sessions"]
+    assert all(":" in t for t in result["turns"])
+
+
+def test_process_pool(tmp_path: Path) -> None:
+    data = make_synthetic_longmemeval(tmp_path / "lme.json", n_questions=4, seed=2)
+    one = run_longmemeval(data, tmp_path / "one", preset="lexical", embedder="hash", workers=1)
+    two = run_longmemeval(data, tmp_path / "two", preset="lexical", embedder="hash", workers=2)
+
+    def metrics(run: str) -> dict[str, Any]:
+        rows = read_rows(tmp_path / run)
+        return {r["id"]: {n: x["metrics"] for n, x in r["results"].items()} for r in rows}
+
+    assert metrics("one") == metrics("two")
+    assert one["questions_scored"] == two["questions_scored"] == 4
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    data = make_synthetic_longmemeval(tmp_path / "lme.json", n_questions=2)
+    with pytest.raises(InvalidInputError):
+        run_longmemeval(data, tmp_path / "r", embedder="hash", k_values=[0, 5])
+    with pytest.raises(InvalidInputError):
+        run_longmemeval(data, tmp_path / "r", embedder="hash", limit=0)
+    with pytest.raises(InvalidInputError):
+        run_longmemeval(data, tmp_path / "r", embedder="hash", baselines=["splade"])
+    with pytest.raises(InvalidInputError):
+        run_longmemeval(data, tmp_path / "r", embedder="hash", preset="nonsense")
