@@ -347,7 +347,7 @@ def test_get_delete_history(sample: Any) -> None:
     got = sample("get", first["id"], "--user", "demo").json
     assert got == first
     deleted = sample("delete", first["id"], "--user", "demo").json["deleted"]
-    assert deleted[0] == first["id"] and len(deleted) == 2  # the turn and its round key
+    assert deleted[0] == first["id"] and len(deleted) == 4  # the turn, its round, 2 windows
     assert_one_line_error(sample("get", first["id"], "--user", "demo"), 1, "no record")
     events = sample("history", first["id"], "--user", "demo").json
     assert [e["event"] for e in events] == ["ADD", "DELETE"]
@@ -364,9 +364,10 @@ def test_forget_needs_yes(sample: Any) -> None:
     assert_one_line_error(sample("forget", "--user", "demo"), 2, "--yes")
     assert sample("stats", "--user", "demo").json["records"]["turn"] == 28
     one = sample("forget", "--user", "demo", "--session", "s1", "--yes").json
-    assert one == {"user_id": "demo", "session_id": "s1", "deleted": 12}
+    # 8 turns, 4 rounds, 7 windows
+    assert one == {"user_id": "demo", "session_id": "s1", "deleted": 19}
     rest = sample("forget", "--user", "demo", "--yes").json
-    assert rest["deleted"] == 30
+    assert rest["deleted"] == 48  # 20 turns, 10 rounds, 18 windows
     assert sample("stats", "--user", "demo").json["records"] == {}
 
 

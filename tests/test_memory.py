@@ -44,7 +44,7 @@ def test_add_is_idempotent(mem: Memory) -> None:
     twice = mem.add(no_ids, user_id="u1", session_id="s2")
     assert len({r.id for r in twice}) == 2  # identical messages in one call are two turns
     assert [r.id for r in mem.add(no_ids, user_id="u1", session_id="s2")] == [r.id for r in twice]
-    assert mem.stats(user_id="u1").records == {"turn": 6, "round": 2}
+    assert mem.stats(user_id="u1").records == {"turn": 6, "round": 2, "window": 4}
 
 
 def test_rounds_span_add_calls(mem: Memory) -> None:
@@ -62,9 +62,13 @@ def test_search_finds_user_and_assistant_turns_with_explanations(mem: Memory) ->
     assert set(hits[0].found_by) == {"lexical", "semantic"}
     assert hits[0].sources["lexical"].rank == 1
     assert mem.search("delicious bakery", user_id="u1", limit=1)[0].message_id == "m4"
-    lexical = mem.search("Porto", user_id="u1", config="lexical")
-    assert {h.message_id for h in lexical} == {"m3", "m4"}  # m4 via the round key
+    rounds = SearchConfig(semantic=False, key_kinds=(RecordKind.TURN, RecordKind.ROUND))
+    lexical = mem.search("Porto", user_id="u1", config=rounds)
+    assert [h.message_id for h in lexical] == ["m3", "m4"]  # m4 via the round key only
     assert all(h.found_by == ("lexical",) for h in lexical)
+    windows = mem.search("Porto", user_id="u1", config="lexical")
+    assert windows[0].message_id == "m3"
+    assert {h.message_id for h in windows} == {"m1", "m2", "m3", "m4"}  # via window keys
     assert len(mem.search("anything", user_id="u1", limit=2)) <= 2
 
 
@@ -109,7 +113,7 @@ def test_update_delete_history(mem: Memory) -> None:
     mem.update(turns[2].id, "I started a new job at a library in Braga.", user_id="u1")
     assert mem.search("library Braga", user_id="u1", config="lexical")[0].record.id == turns[2].id
     deleted = mem.delete(turns[0].id, user_id="u1")
-    assert len(deleted) == 2  # the turn and its round key
+    assert len(deleted) == 4  # the turn, its round key and the two windows that contain it
     with pytest.raises(NotFoundError):
         mem.get(turns[0].id, user_id="u1")
     assert [e.event for e in mem.history(turns[2].id, user_id="u1")] == ["ADD", "UPDATE"]
@@ -179,3 +183,28 @@ def test_persists_across_reopen(tmp_path: Path) -> None:
         assert m.search("beagle", user_id="u1", config="semantic")[0].message_id == "m1"
     with pytest.raises(Exception, match="dimension"):
         Memory(store=SqliteStore(path), embedder=HashEmbedder(dim=64)).search("x", user_id="u1")
+
+
+def test_window_keys_span_calls_and_follow_updates(mem: Memory) -> None:
+    for message in CHAT:  # one add per message: windows must still form across calls
+        mem.add([message], user_id="u1", session_id="s1")
+    windows = mem.list(user_id="u1", kinds=["window"])
+    assert [w.message_ids for w in windows] == [
+        ("m1", "m2"), ("m1", "m2", "m3"), ("m2", "m3", "m4"),
+    ]  # fmt: skip
+    turns = mem.list(user_id="u1")
+    mem.update(turns[2].id, "I started a new job at a library in Braga.", user_id="u1")
+    texts = [w.text for w in mem.list(user_id="u1", kinds=["window"])]
+    assert sum("library in Braga" in t for t in texts) == 2
+    assert not any("bakery in Porto" in t for t in texts)
+    found = mem.search("Braga", user_id="u1", config="lexical")
+    assert found[0].message_id == "m3"
+    assert {h.message_id for h in found} == {"m1", "m2", "m3", "m4"}
+
+
+def test_window_size_is_configurable(tmp_path: Path) -> None:
+    with Memory(store=SqliteStore(tmp_path / "w.db"), embedder=HashEmbedder(), window_size=0) as m:
+        m.add(CHAT, user_id="u1", session_id="s1")
+        assert m.stats(user_id="u1").records == {"turn": 4, "round": 2}
+    with pytest.raises(InvalidInputError):
+        Memory(store=SqliteStore(":memory:"), embedder=HashEmbedder(), window_size=-1)

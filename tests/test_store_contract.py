@@ -73,7 +73,8 @@ def test_scope_is_enforced_by_the_store(filled: Store) -> None:
     with pytest.raises(NotFoundError):
         filled.delete("u1", "x")
     with pytest.raises(NotFoundError):
-        filled.update("u1", "x", "hijack", vec(0)[0])
+        filled.update("u1", [("a", "mine"), ("x", "hijack")], vec(0, 0))
+    assert filled.get_many("u1", ["a"])[0].text == "the quick brown fox"  # all or nothing
     with pytest.raises(NotFoundError):
         filled.history("u1", "x")
     assert filled.forget("u1") == 4
@@ -112,14 +113,14 @@ def test_vector_search_sees_writes(filled: Store) -> None:
     filled.vector_search(vec(0)[0], RecordFilter("u1"), 5)  # warm any cache
     filled.add([rec("e", "fresh", seq=3)], vec(6))
     assert filled.vector_search(vec(6)[0], RecordFilter("u1"), 1)[0][0] == "e"
-    filled.update("u1", "e", "fresher", vec(7)[0])
+    filled.update("u1", [("e", "fresher")], vec(7))
     assert filled.vector_search(vec(7)[0], RecordFilter("u1"), 1)[0][0] == "e"
     filled.delete("u1", "e")
     assert all(rid != "e" for rid, _ in filled.vector_search(vec(7)[0], RecordFilter("u1"), 9))
 
 
 def test_update_reindexes_and_keeps_history(filled: Store) -> None:
-    new = filled.update("u1", "a", "a slow purple turtle", vec(4)[0])
+    [new] = filled.update("u1", [("a", "a slow purple turtle")], vec(4))
     assert new.text == "a slow purple turtle"
     assert [rid for rid, _ in filled.lexical_search("turtle", RecordFilter("u1"), 5)] == ["a"]
     assert filled.lexical_search("brown", RecordFilter("u1", kinds=(RecordKind.TURN,)), 5) == []
@@ -174,3 +175,12 @@ def test_stats(filled: Store) -> None:
     assert stats.records == {"turn": 3, "round": 1}
     assert (stats.users, stats.sessions, stats.dim, stats.embedder) == (1, 2, DIM, "test")
     assert filled.stats().users == 2
+
+
+def test_last_turns_and_derived_from(filled: Store) -> None:
+    assert [r.id for r in filled.last_turns("u1", "s1", 5)] == ["a", "b"]
+    assert [r.id for r in filled.last_turns("u1", "s1", 1)] == ["b"]
+    assert filled.last_turns("u2", "s1", 5)[0].id == "x"
+    assert filled.last_turns("u1", "nope", 3) == []
+    assert [r.id for r in filled.derived_from("u1", "a")] == ["r"]
+    assert filled.derived_from("u2", "a") == []

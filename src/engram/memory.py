@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -24,12 +25,22 @@ from engram.types import (
     SessionHit,
     StoreStats,
 )  # fmt: skip
-from engram.write.ingest import DEFAULT_SESSION, build_rounds, build_turns, record_id, turn_keys
+from engram.write.ingest import (
+    DEFAULT_SESSION,
+    build_rounds,
+    build_turns,
+    build_windows,
+    record_id,
+    rekey,
+    turn_keys,
+)
 from engram.write.messages import MAX_CONTENT_CHARS, parse_datetime, parse_messages
 
 __all__ = ["Memory"]
 
 MAX_LIMIT = 1000
+_KEY_KINDS = (RecordKind.ROUND, RecordKind.WINDOW)
+DEFAULT_WINDOW = 3  # turns per window key; see docs/benchmarks.md for the ablation
 
 
 def _limit(value: object, name: str = "limit") -> int:
@@ -53,11 +64,19 @@ class Memory:
     """
 
     def __init__(
-        self, *, store: Store, embedder: Embedder, max_content_chars: int = MAX_CONTENT_CHARS
+        self,
+        *,
+        store: Store,
+        embedder: Embedder,
+        window_size: int = DEFAULT_WINDOW,
+        max_content_chars: int = MAX_CONTENT_CHARS,
     ) -> None:
+        if isinstance(window_size, bool) or not isinstance(window_size, int) or window_size < 0:
+            raise InvalidInputError("window_size must be a non-negative integer (0: no windows)")
         self.store = store
         self.embedder = embedder
         self._query_vector = CachedQueryEmbedder(embedder)
+        self._window = window_size
         self._max_chars = max_content_chars
         self._bound = False
 
@@ -104,25 +123,35 @@ class Memory:
         ids = [record_id(user_id, session, RecordKind.TURN, k) for k in keys]
         existing = {r.id: r for r in self.store.get_many(user_id, ids)}
         fresh = [(m, k) for m, k, i in zip(parsed, keys, ids, strict=True) if i not in existing]
-        previous = self.store.last_turn(user_id, session)
+        previous = self.store.last_turns(user_id, session, max(1, self._window - 1))
+        last = previous[-1] if previous else None
         turns = build_turns(
             fresh, user_id=user_id, session_id=session, agent_id=agent_id,
-            first_seq=0 if previous is None or previous.seq is None else previous.seq + 1,
+            first_seq=0 if last is None or last.seq is None else last.seq + 1,
             default_time=date or now, now=now,
         )  # fmt: skip
-        records = turns + build_rounds(turns, previous, now)
+        records = [
+            *turns,
+            *build_rounds(turns, last, now),
+            *build_windows(turns, previous, self._window, now),
+        ]
         if records:
             self.store.add(records, self._embed([r.key_text for r in records]))
         by_id = existing | {t.id: t for t in turns}
         return [by_id[i] for i in ids]
 
     def update(self, record_id: str, text: str, *, user_id: str) -> MemoryRecord:
-        """Replace a record's text (re-indexed; the old text stays in its history)."""
+        """Replace a record's text; the round and window keys built from it are rebuilt, all in
+        one transaction. The old text stays in the history."""
         Scope(user_id)
         clean = parse_messages([{"role": "user", "content": text}], limit=self._max_chars)[0]
-        record = self.get(record_id, user_id=user_id)
-        new_key = f"{record.name}: {clean.content}" if record.name else clean.content
-        return self.store.update(user_id, record_id, clean.content, self._embed([new_key])[0])
+        new = replace(self.get(record_id, user_id=user_id), text=clean.content)
+        keys = [k for k in self.store.derived_from(user_id, record_id) if k.kind in _KEY_KINDS]
+        sources = self.store.get_many(user_id, list({i for k in keys for i in k.provenance}))
+        sources = [new if s.id == record_id else s for s in sources]
+        changes = [(record_id, new.text), *((k.id, rekey(k, sources)) for k in keys)]
+        vectors = self._embed([new.key_text, *(text for _, text in changes[1:])])
+        return self.store.update(user_id, changes, vectors)[0]
 
     def delete(self, record_id: str, *, user_id: str) -> builtins.list[str]:
         """Hard-delete one record and the round keys built from it; returns the deleted ids."""

@@ -28,11 +28,13 @@ __all__ = [
 
 
 class RecordKind(StrEnum):
-    """What a record is. Turns are the verbatim values; the other kinds are extra index keys
-    or derived memories that point back to their source turns."""
+    """What a record is. Turns are the verbatim values. Rounds (a user turn and the assistant turn
+    answering it) and windows (a few consecutive turns) are extra index keys; facts and summaries
+    are derived memories. All of them point back to their source turns."""
 
     TURN = "turn"
     ROUND = "round"
+    WINDOW = "window"
     FACT = "fact"
     SUMMARY = "summary"
 

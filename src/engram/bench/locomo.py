@@ -153,8 +153,8 @@ def load_locomo(path: str | Path) -> LocomoDataset:
     file = Path(path)
     if not file.is_file():
         raise DataError(
-            f"LoCoMo file not found: {file} (locomo10.json is in the snap-research/LoCoMo "
-            "repository, data/locomo10.json)"
+            f"LoCoMo file not found: {file}; download data/locomo10.json from the LoCoMo "
+            "repository (github.com/snap-research/LoCoMo) and pass its path with --data"
         )
     try:
         raw = json.loads(file.read_text(encoding="utf-8"))

@@ -18,6 +18,7 @@ import hashlib
 import multiprocessing
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -167,12 +168,23 @@ def _execute(
     units: Sequence[WorkUnit], spec: _Spec, workers: int, sink: Callable[[list[Row]], None],
     progress: bool,
 ) -> None:  # fmt: skip
-    bar = _progress(len(units), progress)
+    if not units:  # everything already done (a resumed, finished run): build nothing
+        return
+    total = sum(len(unit.questions) for unit in units)
+    with _progress(total, progress, spec.benchmark) as bar:
+        _dispatch(units, spec, workers, sink, bar.update)
+
+
+def _dispatch(
+    units: Sequence[WorkUnit], spec: _Spec, workers: int, sink: Callable[[list[Row]], None],
+    bar: Callable[[int], object],
+) -> None:  # fmt: skip
     if workers <= 1 or len(units) <= 1:
         worker = _Worker(spec)
         for unit in units:
-            sink(worker.run(unit))
-            bar(1)
+            rows = worker.run(unit)
+            sink(rows)
+            bar(len(rows))
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
     pool = ProcessPoolExecutor(
@@ -182,8 +194,9 @@ def _execute(
     try:
         futures = [pool.submit(_run_unit, unit) for unit in units]
         for future in as_completed(futures):
-            sink(future.result())
-            bar(1)
+            rows = future.result()
+            sink(rows)
+            bar(len(rows))
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         raise
@@ -194,12 +207,12 @@ def _with_threads(spec: _Spec, threads: int) -> _Spec:
     return _Spec(spec.benchmark, spec.systems, spec.embedder, spec.k_values, threads)
 
 
-def _progress(total: int, enabled: bool) -> Callable[[int], object]:
-    if not enabled:
-        return lambda n: None
+def _progress(total: int, enabled: bool, benchmark: str) -> Any:
+    """A tqdm bar on stderr counting the questions answered (it moves one work unit at a time:
+    a LoCoMo conversation, a LongMemEval question); a disabled one when not ``enabled``."""
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="unit").update  # type: ignore[no-any-return]
+    return tqdm(total=total, desc=benchmark, unit="q", file=sys.stderr, disable=not enabled)
 
 
 def _select(

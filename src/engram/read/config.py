@@ -32,7 +32,7 @@ class SearchConfig:
     name: str = "custom"
     lexical: bool = True
     semantic: bool = True
-    key_kinds: tuple[RecordKind, ...] = (RecordKind.TURN, RecordKind.ROUND)
+    key_kinds: tuple[RecordKind, ...] = (RecordKind.TURN, RecordKind.ROUND, RecordKind.WINDOW)
     candidates: int = 100
     fusion: Fusion = "rrf"
     rrf_k: int = 60

@@ -32,8 +32,12 @@ class Store(Protocol):
         """The caller's records among ``ids`` (in that order); others are silently absent."""
         ...
 
-    def last_turn(self, user_id: str, session_id: str) -> MemoryRecord | None:
-        """The turn with the highest ``seq`` in a session, if any."""
+    def last_turns(self, user_id: str, session_id: str, n: int) -> builtins.list[MemoryRecord]:
+        """The ``n`` turns with the highest ``seq`` in a session, in conversation order."""
+        ...
+
+    def derived_from(self, user_id: str, record_id: str) -> builtins.list[MemoryRecord]:
+        """The records whose provenance includes ``record_id`` (rounds, windows, facts)."""
         ...
 
     def list(
@@ -42,12 +46,16 @@ class Store(Protocol):
         """Records in scope, ordered by session, then ``seq``, then creation."""
         ...
 
-    def update(self, user_id: str, record_id: str, text: str, vector: Vectors) -> MemoryRecord:
-        """Replace a record's text and vector; raise ``NotFoundError`` outside the scope."""
+    def update(
+        self, user_id: str, texts: Sequence[tuple[str, str]], vectors: Vectors
+    ) -> builtins.list[MemoryRecord]:
+        """Replace the text and vector of each ``(record_id, text)`` in one transaction; raise
+        ``NotFoundError`` (and change nothing) if any record is outside the scope."""
         ...
 
     def delete(self, user_id: str, record_id: str) -> builtins.list[str]:
-        """Hard-delete a record and the records derived from it; return the deleted ids."""
+        """Hard-delete a record and the index keys (rounds, windows) built from it; return the
+        deleted ids."""
         ...
 
     def forget(self, user_id: str, *, session_id: str | None = None) -> int:

@@ -1,6 +1,14 @@
 """The write pipeline: validate, store verbatim turns, add round keys."""
 
-from engram.write.ingest import DEFAULT_SESSION, build_rounds, build_turns, record_id, turn_keys
+from engram.write.ingest import (
+    DEFAULT_SESSION,
+    build_rounds,
+    build_turns,
+    build_windows,
+    record_id,
+    rekey,
+    turn_keys,
+)
 from engram.write.messages import MAX_CONTENT_CHARS, Message, parse_datetime, parse_messages
 
 __all__ = [
@@ -9,8 +17,10 @@ __all__ = [
     "Message",
     "build_rounds",
     "build_turns",
+    "build_windows",
     "parse_datetime",
     "parse_messages",
     "record_id",
+    "rekey",
     "turn_keys",
 ]

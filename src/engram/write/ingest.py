@@ -1,5 +1,6 @@
 """Building the records for new messages: verbatim turns plus round keys (a user turn and the
-assistant turn that answers it). Pure functions: no I/O, deterministic ids."""
+assistant turn that answers it) and window keys (a few consecutive turns). Pure functions: no
+I/O, deterministic ids."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ from datetime import datetime
 from engram.types import MemoryRecord, RecordKind
 from engram.write.messages import Message
 
-__all__ = ["DEFAULT_SESSION", "build_rounds", "build_turns", "record_id", "turn_key", "turn_keys"]
+__all__ = [
+    "DEFAULT_SESSION",
+    "build_rounds",
+    "build_turns",
+    "build_windows",
+    "record_id",
+    "rekey",
+    "turn_key",
+    "turn_keys",
+]
 
 DEFAULT_SESSION = "default"
 
@@ -102,3 +112,44 @@ def build_rounds(
             )
         )  # fmt: skip
     return rounds
+
+
+def build_windows(
+    turns: Sequence[MemoryRecord], previous: Sequence[MemoryRecord], size: int, now: datetime
+) -> list[MemoryRecord]:
+    """A window key for every run of up to ``size`` consecutive turns (at least two) that ends at
+    a new turn, whatever the roles. ``previous`` holds the session's last stored turns, so windows
+    span ``add`` calls. A hit on a window counts for every turn in it: a turn is often only
+    understandable with its neighbours ("Yes, last Tuesday!")."""
+    if size < 2:
+        return []
+    sequence = [*previous, *turns]
+    windows = []
+    for end in range(max(len(previous), 1), len(sequence)):
+        span = sequence[max(0, end - size + 1) : end + 1]
+        first = span[0]
+        windows.append(
+            MemoryRecord(
+                id=record_id(first.user_id, first.session_id or "", RecordKind.WINDOW,
+                             "".join(t.id for t in span)),
+                kind=RecordKind.WINDOW,
+                text="\n".join(t.key_text for t in span),
+                user_id=first.user_id,
+                session_id=first.session_id,
+                agent_id=first.agent_id,
+                role=None,
+                name=None,
+                seq=first.seq,
+                timestamp=first.timestamp,
+                created_at=now,
+                provenance=tuple(t.id for t in span),
+                message_ids=tuple(m for t in span for m in t.message_ids),
+            )
+        )  # fmt: skip
+    return windows
+
+
+def rekey(key: MemoryRecord, turns: Sequence[MemoryRecord]) -> str:
+    """The text of a round or window key rebuilt from its (possibly updated) source turns."""
+    by_id = {t.id: t for t in turns}
+    return "\n".join(by_id[i].key_text for i in key.provenance if i in by_id)

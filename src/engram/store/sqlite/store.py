@@ -25,9 +25,11 @@ from engram.store.sqlite.rows import (
 from engram.store.sqlite.schema import migrate
 from engram.store.sqlite.vectors import UserMatrix, top_k
 from engram.store.text import query_terms
-from engram.types import HistoryEvent, MemoryRecord, RecordFilter, StoreStats
+from engram.types import HistoryEvent, MemoryRecord, RecordFilter, RecordKind, StoreStats
 
 __all__ = ["SqliteStore"]
+
+DERIVED_KEY_KINDS = (RecordKind.ROUND, RecordKind.WINDOW)  # keys that die with their turns
 
 
 def _where(where: RecordFilter, alias: str = "") -> tuple[str, list[object]]:
@@ -183,24 +185,33 @@ class SqliteStore:
             rows = [(r.id, r.kind.value, r.session_id, r.agent_id) for r, _ in mine]
             cached.append(gen, rows, vectors[[i for _, i in mine]])
 
-    def update(self, user_id: str, record_id: str, text: str, vector: Vectors) -> MemoryRecord:
+    def update(
+        self, user_id: str, texts: Sequence[tuple[str, str]], vectors: Vectors
+    ) -> builtins.list[MemoryRecord]:
+        if len(texts) != len(vectors):
+            raise StoreError(f"{len(texts)} updates but {len(vectors)} vectors")
+        updated = []
         with self._tx() as conn:
-            old = self._get(conn, user_id, record_id)
-            conn.execute("UPDATE records SET text = ? WHERE id = ?", (text, record_id))
-            rowid = conn.execute("SELECT rowid FROM records WHERE id = ?", (record_id,)).fetchone()
-            new = self._get(conn, user_id, record_id)
-            conn.execute(
-                "UPDATE vectors SET vector = ? WHERE rowid = ?",
-                (vector.astype(np.float32).tobytes(), rowid[0]),
-            )
-            conn.execute("DELETE FROM records_fts WHERE rowid = ?", (rowid[0],))
-            conn.execute(
-                "INSERT INTO records_fts (rowid, key_text) VALUES (?, ?)", (rowid[0], new.key_text)
-            )
-            self._history(conn, new, "UPDATE", old.text, text)
+            for (record_id, text), vector in zip(texts, vectors, strict=True):
+                old = self._get(conn, user_id, record_id)
+                conn.execute("UPDATE records SET text = ? WHERE id = ?", (text, record_id))
+                new = self._get(conn, user_id, record_id)
+                (rowid,) = conn.execute(
+                    "SELECT rowid FROM records WHERE id = ?", (record_id,)
+                ).fetchone()
+                conn.execute(
+                    "UPDATE vectors SET vector = ? WHERE rowid = ?",
+                    (vector.astype(np.float32).tobytes(), rowid),
+                )
+                conn.execute("DELETE FROM records_fts WHERE rowid = ?", (rowid,))
+                conn.execute(
+                    "INSERT INTO records_fts (rowid, key_text) VALUES (?, ?)", (rowid, new.key_text)
+                )
+                self._history(conn, new, "UPDATE", old.text, text)
+                updated.append(new)
             self._bump(conn, user_id)
         self._matrices.pop(user_id, None)
-        return new
+        return updated
 
     def _get(self, conn: sqlite3.Connection, user_id: str, record_id: str) -> MemoryRecord:
         row = conn.execute(
@@ -226,18 +237,12 @@ class SqliteStore:
     def delete(self, user_id: str, record_id: str) -> builtins.list[str]:
         with self._tx() as conn:
             record = self._get(conn, user_id, record_id)
-            derived = [
-                row[0]
-                for row in conn.execute(
-                    "SELECT s.record_id FROM sources s JOIN records r ON r.id = s.record_id "
-                    "WHERE s.source_id = ? AND r.user_id = ? AND r.kind = 'round'",
-                    (record_id, user_id),
-                )
+            keys = [
+                r for r in self._derived(conn, user_id, record_id) if r.kind in DERIVED_KEY_KINDS
             ]
-            doomed = [record_id, *derived]
-            for rid in doomed:
-                gone = record if rid == record_id else self._get(conn, user_id, rid)
+            for gone in (record, *keys):
                 self._history(conn, gone, "DELETE", gone.text, None)
+            doomed = [record_id, *(r.id for r in keys)]
             self._delete_rows(conn, user_id, doomed)
             self._bump(conn, user_id)
         self._matrices.pop(user_id, None)
@@ -276,14 +281,29 @@ class SqliteStore:
                 found.update((rec.id, rec) for rec in map(record_from_row, rows))
         return [found[i] for i in ids if i in found]
 
-    def last_turn(self, user_id: str, session_id: str) -> MemoryRecord | None:
+    def last_turns(self, user_id: str, session_id: str, n: int) -> builtins.list[MemoryRecord]:
         with self._lock:
-            row = self._conn.execute(
+            rows = self._conn.execute(
                 f"SELECT {RECORD_COLUMNS} FROM records WHERE user_id = ? AND session_id = ? "
-                "AND kind = 'turn' ORDER BY seq DESC LIMIT 1",
-                (user_id, session_id),
-            ).fetchone()
-        return None if row is None else record_from_row(row)
+                "AND kind = 'turn' ORDER BY seq DESC LIMIT ?",
+                (user_id, session_id, n),
+            ).fetchall()
+        return [record_from_row(row) for row in reversed(rows)]
+
+    def derived_from(self, user_id: str, record_id: str) -> builtins.list[MemoryRecord]:
+        with self._lock:
+            return self._derived(self._conn, user_id, record_id)
+
+    def _derived(
+        self, conn: sqlite3.Connection, user_id: str, record_id: str
+    ) -> builtins.list[MemoryRecord]:
+        rows = conn.execute(
+            f"SELECT {', '.join('r.' + c.strip() for c in RECORD_COLUMNS.split(','))} "
+            "FROM sources s JOIN records r ON r.id = s.record_id "
+            "WHERE s.source_id = ? AND r.user_id = ? ORDER BY r.rowid",
+            (record_id, user_id),
+        ).fetchall()
+        return [record_from_row(row) for row in rows]
 
     def list(
         self, where: RecordFilter, *, limit: int, offset: int = 0
