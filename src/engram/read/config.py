@@ -26,6 +26,7 @@ class SearchConfig:
       (min-max normalised scores); ``weights`` per retriever name for either.
     - ``recency_weight`` / ``recency_half_life_days``: multiply a hit's score by
       ``1 + w * 0.5 ** (age_days / half_life)``, age measured from the question date (or now).
+    - ``speaker_weight``: multiply a hit's score by ``1 + w`` when the query names its speaker.
     - ``session_aggregation`` / ``session_top``: how turn scores add up to a session score.
     """
 
@@ -39,6 +40,7 @@ class SearchConfig:
     weights: tuple[tuple[str, float], ...] = (("lexical", 1.0), ("semantic", 1.0))
     recency_weight: float = 0.0
     recency_half_life_days: float = 30.0
+    speaker_weight: float = 0.0
     session_aggregation: Aggregation = "max"
     session_top: int = 3
     extra: tuple[tuple[str, Any], ...] = field(default=())
@@ -54,6 +56,8 @@ class SearchConfig:
             raise InvalidInputError(f"unknown fusion {self.fusion!r}")
         if self.session_aggregation not in ("max", "sum"):
             raise InvalidInputError(f"unknown session aggregation {self.session_aggregation!r}")
+        if self.speaker_weight < 0:
+            raise InvalidInputError("speaker_weight must be >= 0")
         if self.recency_weight < 0 or self.recency_half_life_days <= 0:
             raise InvalidInputError("recency_weight must be >= 0 and the half-life > 0")
 

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 
-__all__ = ["minmax", "recency_factor", "rrf", "weighted_fusion"]
+__all__ = [
+    "minmax",
+    "recency_factor",
+    "rrf",
+    "speaker_factor",
+    "weighted_fusion",
+    "words",
+]
 
 
 def _sorted(scores: Mapping[str, float]) -> list[tuple[str, float]]:
@@ -59,3 +67,21 @@ def recency_factor(age_days: float, *, weight: float, half_life_days: float) -> 
     if weight == 0.0:
         return 1.0
     return 1.0 + weight * math.pow(0.5, max(age_days, 0.0) / half_life_days)
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def words(text: str) -> frozenset[str]:
+    """The set of lower-cased word tokens of ``text``."""
+    return frozenset(_WORD.findall(text.lower()))
+
+
+def speaker_factor(query_words: frozenset[str], speaker: str | None, *, weight: float) -> float:
+    """``1 + weight`` when the query names the turn's speaker (every word of the name appears in
+    the query), else 1: "what did Melanie paint?" is best answered by what Melanie said, not by
+    what others said to her."""
+    if weight == 0.0 or not speaker:
+        return 1.0
+    name = words(speaker)
+    return 1.0 + weight if name and name <= query_words else 1.0

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from engram.embed.base import Vectors
 from engram.read.config import SearchConfig
-from engram.read.fusion import recency_factor, rrf, weighted_fusion
+from engram.read.fusion import recency_factor, rrf, speaker_factor, weighted_fusion, words
 from engram.store.base import ScoredId, Store
 from engram.types import Hit, MemoryRecord, RecordFilter, RecordKind, RetrieverScore, SessionHit
 
@@ -88,6 +88,7 @@ def search(
     missing = [v for v, _ in fused if v not in keys]
     records = dict(keys)
     records.update((r.id, r) for r in store.get_many(scope.user_id, missing))
+    query_words = words(query)
     scored = []
     for value_id, score in fused:
         record = records.get(value_id)
@@ -96,7 +97,7 @@ def search(
         age = (now - record.timestamp).total_seconds() / 86400.0
         factor = recency_factor(
             age, weight=config.recency_weight, half_life_days=config.recency_half_life_days
-        )
+        ) * speaker_factor(query_words, record.name, weight=config.speaker_weight)
         scored.append((score * factor, record))
     scored.sort(key=lambda item: (-item[0], item[1].id))
     return [_hit(record, score, rankings) for score, record in scored[:limit]]
