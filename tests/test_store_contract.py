@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,3 +185,27 @@ def test_last_turns_and_derived_from(filled: Store) -> None:
     assert filled.last_turns("u1", "nope", 3) == []
     assert [r.id for r in filled.derived_from("u1", "a")] == ["r"]
     assert filled.derived_from("u2", "a") == []
+
+
+def test_hard_delete_leaves_no_readable_text(tmp_path: Path) -> None:
+    from engram import SqliteStore
+
+    path = tmp_path / "secret.db"
+    s = SqliteStore(path)
+    s.bind_embedder("test", DIM)
+    s.add([rec("a", "my secret passphrase zebracorn"), rec("b", "harmless")], vec(0, 1))
+    s.forget("u1")
+    s.close()
+    assert b"zebracorn" not in path.read_bytes()
+
+
+def test_matrix_cache_is_bounded_and_correct() -> None:
+    from engram import SqliteStore
+
+    s = SqliteStore(":memory:", cached_users=2)
+    s.bind_embedder("test", DIM)
+    for i, user in enumerate(["u1", "u2", "u3"]):
+        s.add([rec(f"r{i}", "text", user=user)], vec(i))
+    for i, user in enumerate(["u1", "u2", "u3", "u1"]):
+        assert s.vector_search(vec(i % 3)[0], RecordFilter(user), 1)[0][0] == f"r{i % 3}"
+    assert len(s._matrices) == 2

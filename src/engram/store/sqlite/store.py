@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -50,10 +51,15 @@ def _where(where: RecordFilter, alias: str = "") -> tuple[str, list[object]]:
 
 
 class SqliteStore:
-    """A :class:`~engram.store.base.Store` in one SQLite file (or ``":memory:"``)."""
+    """A :class:`~engram.store.base.Store` in one SQLite file (or ``":memory:"``).
 
-    def __init__(self, path: str | Path = ":memory:") -> None:
+    Vector search is exact: each user's vectors are held as one NumPy matrix, loaded on first
+    search and kept for the ``cached_users`` most recently searched users.
+    """
+
+    def __init__(self, path: str | Path = ":memory:", *, cached_users: int = 64) -> None:
         self.path = str(path)
+        self._cached_users = cached_users
         try:
             self._conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30.0
@@ -61,11 +67,12 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
         self._lock = threading.RLock()
-        self._matrices: dict[str, UserMatrix] = {}
+        self._matrices: OrderedDict[str, UserMatrix] = OrderedDict()
         self._dim: int | None = None
         if self.path != ":memory:":
             self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn.execute("PRAGMA secure_delete = ON")  # hard delete leaves no readable bytes
         self._conn.execute("PRAGMA foreign_keys = ON")
         migrate(self._conn)
         dim = self._meta("dim")
@@ -233,6 +240,9 @@ class SqliteStore:
             conn.execute(f"DELETE FROM sources WHERE record_id IN ({marks})", chunk)
             conn.execute(f"DELETE FROM sources WHERE source_id IN ({marks})", chunk)
             conn.execute(f"DELETE FROM records WHERE user_id = ? AND id IN ({marks})", params)
+        # FTS5 keeps deleted terms in old index segments until they are merged: merge now, so
+        # that a hard delete leaves no readable text behind (secure_delete zeroes the rest).
+        conn.execute("INSERT INTO records_fts (records_fts) VALUES ('optimize')")
 
     def delete(self, user_id: str, record_id: str) -> builtins.list[str]:
         with self._tx() as conn:
@@ -349,6 +359,7 @@ class SqliteStore:
         gen = self._generation(user_id)
         cached = self._matrices.get(user_id)
         if cached is not None and cached.generation == gen:
+            self._matrices.move_to_end(user_id)
             return cached
         rows = self._conn.execute(
             "SELECT r.id, r.kind, r.session_id, r.agent_id, v.vector FROM vectors v "
@@ -360,6 +371,8 @@ class SqliteStore:
             vecs = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32)
             matrix.append(gen, [r[:4] for r in rows], vecs.reshape(len(rows), -1))
         self._matrices[user_id] = matrix
+        while len(self._matrices) > self._cached_users:
+            self._matrices.popitem(last=False)  # least recently searched user
         return matrix
 
     def vector_search(
