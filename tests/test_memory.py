@@ -57,7 +57,7 @@ def test_rounds_span_add_calls(mem: Memory) -> None:
 
 def test_search_finds_user_and_assistant_turns_with_explanations(mem: Memory) -> None:
     mem.add(CHAT, user_id="u1", session_id="s1")
-    hits = mem.search("beagle Rex", user_id="u1", limit=3)
+    hits = mem.search("adopted a beagle named Rex", user_id="u1", limit=3)
     assert hits[0].message_id == "m1"
     assert set(hits[0].found_by) == {"lexical", "semantic"}
     assert hits[0].sources["lexical"].rank == 1
@@ -208,3 +208,18 @@ def test_window_size_is_configurable(tmp_path: Path) -> None:
         assert m.stats(user_id="u1").records == {"turn": 4, "round": 2}
     with pytest.raises(InvalidInputError):
         Memory(store=SqliteStore(":memory:"), embedder=HashEmbedder(), window_size=-1)
+
+
+def test_time_aware_search_prefers_the_named_period(mem: Memory) -> None:
+    msg = [{"role": "user", "content": "We had dinner at the ramen place downtown."}]
+    mem.add(msg, user_id="u1", session_id="sat", session_date="2023-05-27T20:00:00Z")  # a Saturday
+    mem.add(msg, user_id="u1", session_id="tue", session_date="2023-05-16T20:00:00Z")
+    question = "Where did we have dinner last Saturday?"
+    asked = "2023-05-30T23:40:00Z"
+    plain = SearchConfig(semantic=False, fusion="weighted")
+    tie = mem.search(question, user_id="u1", question_date=asked, config=plain)
+    assert tie[0].score == pytest.approx(tie[1].score)  # same text: a tie without time
+    timed = plain.with_(time_weight=1.0)
+    hits = mem.search(question, user_id="u1", question_date=asked, config=timed)
+    assert hits[0].record.session_id == "sat"
+    assert hits[0].score == pytest.approx(2 * hits[1].score)

@@ -272,11 +272,15 @@ def to_work_units(samples: Sequence[LocomoSample]) -> list[WorkUnit]:
             )
             for session in conv.sessions
         )
+        # The file gives no question dates: the questions are asked when the conversation ends,
+        # so relative expressions ("last year") resolve against the last session's date.
+        dates = [s.date for s in conv.sessions if s.date is not None]
+        asked = max(dates) if dates else None
         questions = tuple(
             Question(
                 id=f"{sample.sample_id}#{index}",
                 text=qa.question,
-                date=None,
+                date=asked,
                 group=str(qa.category),
                 turn_evidence=qa.evidence,
                 meta={

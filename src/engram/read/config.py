@@ -22,11 +22,16 @@ class SearchConfig:
     - ``key_kinds``: which records serve as index keys; a key's hit counts for the turns it
       points to (a round key points to its user and assistant turns).
     - ``candidates``: how many keys each retriever returns before fusion.
+    - ``key_decay``: how a turn's score adds up over the keys that found it, best first:
+      ``s1 + d * s2 + d**2 * s3 ...`` (0: its best key alone).
     - ``fusion``: ``"rrf"`` (reciprocal rank fusion, constant ``rrf_k``) or ``"weighted"``
       (min-max normalised scores); ``weights`` per retriever name for either.
     - ``recency_weight`` / ``recency_half_life_days``: multiply a hit's score by
       ``1 + w * 0.5 ** (age_days / half_life)``, age measured from the question date (or now).
     - ``speaker_weight``: multiply a hit's score by ``1 + w`` when the query names its speaker.
+    - ``time_weight`` / ``time_tolerance_days``: when the query says when ("last Saturday",
+      "two weeks ago", "in May"), resolved against the question date, multiply the score of a
+      hit inside that window by ``1 + w`` (fading to 1 over the tolerance outside it).
     - ``session_aggregation`` / ``session_top``: how turn scores add up to a session score.
     """
 
@@ -35,12 +40,15 @@ class SearchConfig:
     semantic: bool = True
     key_kinds: tuple[RecordKind, ...] = (RecordKind.TURN, RecordKind.ROUND, RecordKind.WINDOW)
     candidates: int = 100
+    key_decay: float = 0.0
     fusion: Fusion = "rrf"
     rrf_k: int = 60
     weights: tuple[tuple[str, float], ...] = (("lexical", 1.0), ("semantic", 1.0))
     recency_weight: float = 0.0
     recency_half_life_days: float = 30.0
     speaker_weight: float = 0.0
+    time_weight: float = 0.0
+    time_tolerance_days: float = 7.0
     session_aggregation: Aggregation = "max"
     session_top: int = 3
     extra: tuple[tuple[str, Any], ...] = field(default=())
@@ -50,14 +58,16 @@ class SearchConfig:
             raise InvalidInputError("a SearchConfig needs at least one retriever")
         if not self.key_kinds:
             raise InvalidInputError("a SearchConfig needs at least one key kind")
+        if not 0.0 <= self.key_decay < 1.0:
+            raise InvalidInputError("key_decay must be in [0, 1)")
         if self.candidates < 1 or self.rrf_k < 0 or self.session_top < 1:
             raise InvalidInputError("candidates and session_top must be >= 1, rrf_k >= 0")
         if self.fusion not in ("rrf", "weighted"):
             raise InvalidInputError(f"unknown fusion {self.fusion!r}")
         if self.session_aggregation not in ("max", "sum"):
             raise InvalidInputError(f"unknown session aggregation {self.session_aggregation!r}")
-        if self.speaker_weight < 0:
-            raise InvalidInputError("speaker_weight must be >= 0")
+        if self.speaker_weight < 0 or self.time_weight < 0 or self.time_tolerance_days < 0:
+            raise InvalidInputError("speaker_weight, time_weight and the tolerance must be >= 0")
         if self.recency_weight < 0 or self.recency_half_life_days <= 0:
             raise InvalidInputError("recency_weight must be >= 0 and the half-life > 0")
 
@@ -70,9 +80,13 @@ class SearchConfig:
         return replace(self, **changes)
 
 
-LEXICAL = SearchConfig(name="lexical", semantic=False)
-SEMANTIC = SearchConfig(name="semantic", lexical=False)
-HYBRID = SearchConfig(name="hybrid")
+# The presets share their scoring (speaker- and time-aware) and differ in the retrievers.
+# Measured choices, see the ablation in docs/benchmarks.md: min-max weighted fusion beats RRF
+# here because BM25 is the stronger retriever on conversational memory with a small embedder.
+_SCORING = SearchConfig(fusion="weighted", key_decay=0.3, speaker_weight=1.0, time_weight=1.0)
+LEXICAL = _SCORING.with_(name="lexical", semantic=False)
+SEMANTIC = _SCORING.with_(name="semantic", lexical=False)
+HYBRID = _SCORING.with_(name="hybrid", weights=(("lexical", 2.0), ("semantic", 1.0)))
 
 PRESETS: dict[str, SearchConfig] = {c.name: c for c in (LEXICAL, SEMANTIC, HYBRID)}
 

@@ -11,6 +11,7 @@ from engram.embed.base import Vectors
 from engram.read.config import SearchConfig
 from engram.read.fusion import recency_factor, rrf, speaker_factor, weighted_fusion, words
 from engram.store.base import ScoredId, Store
+from engram.temporal import resolve_time_window, time_factor
 from engram.types import Hit, MemoryRecord, RecordFilter, RecordKind, RetrieverScore, SessionHit
 
 __all__ = ["aggregate_sessions", "keys_to_values", "search"]
@@ -31,21 +32,27 @@ def _values_of(key: MemoryRecord) -> tuple[str, ...]:
     return key.provenance
 
 
-def keys_to_values(hits: Sequence[ScoredId], keys: Mapping[str, MemoryRecord]) -> ValueRanking:
-    """Turn a ranked list of key ids into a ranked list of the values they point to; a value
-    takes the position and score of its best key."""
-    order: list[str] = []
+def keys_to_values(
+    hits: Sequence[ScoredId], keys: Mapping[str, MemoryRecord], *, decay: float = 0.0
+) -> ValueRanking:
+    """Turn a ranked list of key ids (best first) into a ranking of the values they point to.
+    A value scores ``s1 + decay * s2 + decay**2 * s3 + ...`` over the scores of its keys, best
+    first: with ``decay=0`` the score of its best key; with ``decay>0`` a turn found through
+    its own key and its windows outranks a neighbour carried along by one window."""
     scores: dict[str, float] = {}
+    found: dict[str, int] = {}
     matched: dict[str, list[str]] = {}
     for key_id, score in hits:
         key = keys.get(key_id)
         if key is None:
             continue
         for value in _values_of(key):
-            if value not in scores:
-                order.append(value)
-                scores[value] = score
+            n = found.get(value, 0)
+            if n == 0 or decay > 0.0:
+                scores[value] = scores.get(value, 0.0) + score * decay**n
+            found[value] = n + 1
             matched.setdefault(value, []).append(key_id)
+    order = sorted(scores, key=lambda v: -scores[v])  # stable: ties keep first-found order
     return ValueRanking(order, scores, matched)
 
 
@@ -83,24 +90,42 @@ def search(
     retrieved = _retrieve(store, embed_query, query, where, config)
     key_ids = list(dict.fromkeys(rid for hits in retrieved.values() for rid, _ in hits))
     keys = {r.id: r for r in store.get_many(scope.user_id, key_ids)}
-    rankings = {name: keys_to_values(hits, keys) for name, hits in retrieved.items()}
+    rankings = {
+        name: keys_to_values(hits, keys, decay=config.key_decay) for name, hits in retrieved.items()
+    }
     fused = _fuse(rankings, config)
     missing = [v for v, _ in fused if v not in keys]
     records = dict(keys)
     records.update((r.id, r) for r in store.get_many(scope.user_id, missing))
-    query_words = words(query)
-    scored = []
-    for value_id, score in fused:
-        record = records.get(value_id)
-        if record is None:
-            continue
-        age = (now - record.timestamp).total_seconds() / 86400.0
-        factor = recency_factor(
-            age, weight=config.recency_weight, half_life_days=config.recency_half_life_days
-        ) * speaker_factor(query_words, record.name, weight=config.speaker_weight)
-        scored.append((score * factor, record))
+    rescore = _rescorer(query, config, now)
+    scored = [
+        (score * rescore(records[value_id]), records[value_id])
+        for value_id, score in fused
+        if value_id in records
+    ]
     scored.sort(key=lambda item: (-item[0], item[1].id))
     return [_hit(record, score, rankings) for score, record in scored[:limit]]
+
+
+def _rescorer(query: str, config: SearchConfig, now: datetime) -> Callable[[MemoryRecord], float]:
+    """The product of the recency, speaker and time factors for a record."""
+    query_words = words(query)
+    window = resolve_time_window(query, now) if config.time_weight else None
+
+    def factor(record: MemoryRecord) -> float:
+        age = (now - record.timestamp).total_seconds() / 86400.0
+        return (
+            recency_factor(
+                age, weight=config.recency_weight, half_life_days=config.recency_half_life_days
+            )
+            * speaker_factor(query_words, record.name, weight=config.speaker_weight)
+            * time_factor(
+                record.timestamp, window, weight=config.time_weight,
+                tolerance_days=config.time_tolerance_days,
+            )
+        )  # fmt: skip
+
+    return factor
 
 
 def _hit(record: MemoryRecord, score: float, rankings: Mapping[str, ValueRanking]) -> Hit:
