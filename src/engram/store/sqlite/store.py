@@ -222,7 +222,7 @@ class SqliteStore:
 
     def _get(self, conn: sqlite3.Connection, user_id: str, record_id: str) -> MemoryRecord:
         row = conn.execute(
-            f"SELECT {RECORD_COLUMNS} FROM records WHERE id = ? AND user_id = ?",
+            f"SELECT {RECORD_COLUMNS} FROM records WHERE id = ? AND +user_id = ?",
             (record_id, user_id),
         ).fetchone()
         if row is None:
@@ -233,13 +233,13 @@ class SqliteStore:
         for start in range(0, len(ids), 500):
             chunk = list(ids[start : start + 500])
             marks = ", ".join("?" * len(chunk))
-            rowids = f"SELECT rowid FROM records WHERE user_id = ? AND id IN ({marks})"
+            rowids = f"SELECT rowid FROM records WHERE +user_id = ? AND id IN ({marks})"
             params = [user_id, *chunk]
             conn.execute(f"DELETE FROM records_fts WHERE rowid IN ({rowids})", params)
             conn.execute(f"DELETE FROM vectors WHERE rowid IN ({rowids})", params)
             conn.execute(f"DELETE FROM sources WHERE record_id IN ({marks})", chunk)
             conn.execute(f"DELETE FROM sources WHERE source_id IN ({marks})", chunk)
-            conn.execute(f"DELETE FROM records WHERE user_id = ? AND id IN ({marks})", params)
+            conn.execute(f"DELETE FROM records WHERE +user_id = ? AND id IN ({marks})", params)
         # FTS5 keeps deleted terms in old index segments until they are merged: merge now, so
         # that a hard delete leaves no readable text behind (secure_delete zeroes the rest).
         conn.execute("INSERT INTO records_fts (records_fts) VALUES ('optimize')")
@@ -284,7 +284,9 @@ class SqliteStore:
             for start in range(0, len(ids), 500):
                 chunk = list(ids[start : start + 500])
                 rows = self._conn.execute(
-                    f"SELECT {RECORD_COLUMNS} FROM records WHERE user_id = ? "
+                    # "+user_id": look rows up by the unique id index, then check the owner
+                    # (with the user_id index SQLite would scan all of a user's records)
+                    f"SELECT {RECORD_COLUMNS} FROM records WHERE +user_id = ? "
                     f"AND id IN ({', '.join('?' * len(chunk))})",
                     [user_id, *chunk],
                 )

@@ -1,0 +1,113 @@
+"""LoCoMo evidence-recall ablation: each retrieval feature switched on in turn, through the public
+Memory API and the harness's loader and metric.
+
+    python benchmarks/locomo_ablation.py --data ../shared/data/locomo/locomo_dev5.json
+
+Embeddings are cached per text within the run, so the two builds (with and without window keys)
+embed each text once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from engram import HYBRID, LEXICAL, SEMANTIC, Memory, RecordKind, SearchConfig, SqliteStore
+from engram.bench.corpus import WorkUnit
+from engram.bench.locomo import load_locomo, to_work_units
+from engram.bench.metrics import evidence_recall
+from engram.embed import Embedder, SentenceTransformerEmbedder
+
+KS = (1, 5, 10, 20)
+TURN_ROUND = (RecordKind.TURN, RecordKind.ROUND)
+PLAIN = SearchConfig()  # RRF, no speaker/time factors, all key kinds
+
+
+class CachedEmbedder:
+    def __init__(self, inner: Embedder) -> None:
+        self.inner, self.cache = inner, {}
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        keys = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
+        missing = [t for t, k in zip(texts, keys, strict=True) if k not in self.cache]
+        if missing:
+            for text, row in zip(missing, self.inner.embed_batch(missing), strict=True):
+                self.cache[hashlib.sha1(text.encode()).hexdigest()] = row
+        return np.stack([self.cache[k] for k in keys])
+
+
+STEPS: list[tuple[str, int, SearchConfig]] = [
+    ("turn keys only, lexical", 0, PLAIN.with_(semantic=False, key_kinds=(RecordKind.TURN,))),
+    ("turn keys only, semantic", 0, PLAIN.with_(lexical=False, key_kinds=(RecordKind.TURN,))),
+    ("turn keys only, hybrid RRF", 0, PLAIN.with_(key_kinds=(RecordKind.TURN,))),
+    ("+ round keys (hybrid RRF)", 0, PLAIN.with_(key_kinds=TURN_ROUND)),
+    ("+ window keys (3 turns)", 3, PLAIN),
+    ("+ weighted fusion, lexical 2 : semantic 1", 3,
+     PLAIN.with_(fusion="weighted", weights=(("lexical", 2.0), ("semantic", 1.0)))),
+    ("+ speaker factor 1.0", 3, PLAIN.with_(fusion="weighted", speaker_weight=1.0,
+                                             weights=(("lexical", 2.0), ("semantic", 1.0)))),
+    ("+ time factor 1.0", 3, HYBRID.with_(key_decay=0.0)),
+    ("+ key decay 0.3 = HYBRID preset", 3, HYBRID),
+    ("LEXICAL preset", 3, LEXICAL),
+    ("SEMANTIC preset", 3, SEMANTIC),
+    ("HYBRID, RRF instead of weighted", 3, HYBRID.with_(fusion="rrf")),
+    ("HYBRID, 200 candidates", 3, HYBRID.with_(candidates=200)),
+]  # fmt: skip
+
+
+def build(units: list[WorkUnit], embedder: Embedder, window: int) -> list[Memory]:
+    mems = []
+    for unit in units:
+        mem = Memory(store=SqliteStore(":memory:"), embedder=embedder, window_size=window)
+        for s in unit.sessions:
+            messages = [{"role": t.role, "content": t.text, "id": t.id, "name": t.name}
+                        for t in s.turns if t.text.strip()]  # fmt: skip
+            mem.add(messages, user_id="u", session_id=s.id, session_date=s.date)
+        mems.append(mem)
+    return mems
+
+
+def evaluate(units: list[WorkUnit], mems: list[Memory], cfg: SearchConfig) -> dict[str, float]:
+    scores: dict[str, list[float]] = defaultdict(list)
+    for unit, mem in zip(units, mems, strict=True):
+        for q in unit.questions:
+            hits = mem.search(q.text, user_id="u", limit=max(KS), config=cfg,
+                              question_date=q.date)  # fmt: skip
+            ranked = list(dict.fromkeys(m for h in hits for m in h.record.message_ids))
+            for k in KS:
+                r = evidence_recall(ranked, q.turn_evidence, k)
+                scores[f"all@{k}"].append(r)
+                scores[f"c{q.group}@{k}"].append(r)
+    return {key: statistics.fmean(v) for key, v in scores.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True)
+    args = parser.parse_args()
+    units = to_work_units(load_locomo(args.data).samples)
+    embedder = CachedEmbedder(SentenceTransformerEmbedder())
+    built = {w: build(units, embedder, w) for w in sorted({w for _, w, _ in STEPS})}
+    cols = ["all@5", "all@10", "c1@10", "c2@10", "c3@10", "c4@10", "all@20"]
+    print("| configuration | " + " | ".join(cols) + " |")
+    print("|---|" + "---:|" * len(cols))
+    for name, window, cfg in STEPS:
+        r = evaluate(units, built[window], cfg)
+        print(f"| {name} | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
