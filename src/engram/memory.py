@@ -16,6 +16,7 @@ from engram.read.retrieve import aggregate_sessions
 from engram.read.retrieve import search as run_search
 from engram.store.base import Store
 from engram.types import (
+    DERIVED_KEY_KINDS,
     HistoryEvent,
     Hit,
     MemoryRecord,
@@ -39,7 +40,6 @@ from engram.write.messages import MAX_CONTENT_CHARS, parse_datetime, parse_messa
 __all__ = ["Memory"]
 
 MAX_LIMIT = 1000
-_KEY_KINDS = (RecordKind.ROUND, RecordKind.WINDOW)
 DEFAULT_WINDOW = 3  # turns per window key; see docs/benchmarks.md for the ablation
 
 
@@ -146,7 +146,9 @@ class Memory:
         Scope(user_id)
         clean = parse_messages([{"role": "user", "content": text}], limit=self._max_chars)[0]
         new = replace(self.get(record_id, user_id=user_id), text=clean.content)
-        keys = [k for k in self.store.derived_from(user_id, record_id) if k.kind in _KEY_KINDS]
+        keys = [
+            k for k in self.store.derived_from(user_id, record_id) if k.kind in DERIVED_KEY_KINDS
+        ]
         sources = self.store.get_many(user_id, list({i for k in keys for i in k.provenance}))
         sources = [new if s.id == record_id else s for s in sources]
         changes = [(record_id, new.text), *((k.id, rekey(k, sources)) for k in keys)]

@@ -15,6 +15,7 @@ from typing import Any
 from engram.errors import ScopeError
 
 __all__ = [
+    "DERIVED_KEY_KINDS",
     "HistoryEvent",
     "Hit",
     "MemoryRecord",
@@ -46,6 +47,10 @@ def _check_id(name: str, value: object, *, required: bool) -> None:
         raise ScopeError(f"{name} must be a non-empty string, got {value!r}")
     if len(value) > 256:
         raise ScopeError(f"{name} is longer than 256 characters")
+
+
+DERIVED_KEY_KINDS = (RecordKind.ROUND, RecordKind.WINDOW)
+"""Index keys built from turns alone: rebuilt when a turn changes, deleted with it."""
 
 
 @dataclass(frozen=True)

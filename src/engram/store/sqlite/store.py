@@ -26,11 +26,15 @@ from engram.store.sqlite.rows import (
 from engram.store.sqlite.schema import migrate
 from engram.store.sqlite.vectors import UserMatrix, top_k
 from engram.store.text import query_terms
-from engram.types import HistoryEvent, MemoryRecord, RecordFilter, RecordKind, StoreStats
+from engram.types import (
+    DERIVED_KEY_KINDS,
+    HistoryEvent,
+    MemoryRecord,
+    RecordFilter,
+    StoreStats,
+)
 
 __all__ = ["SqliteStore"]
-
-DERIVED_KEY_KINDS = (RecordKind.ROUND, RecordKind.WINDOW)  # keys that die with their turns
 
 
 def _where(where: RecordFilter, alias: str = "") -> tuple[str, list[object]]:
