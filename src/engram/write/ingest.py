@@ -83,35 +83,37 @@ def build_turns(
     ]
 
 
+def _span_key(kind: RecordKind, span: Sequence[MemoryRecord], now: datetime) -> MemoryRecord:
+    """An index key over consecutive turns of one session: the turns' key texts, one a line."""
+    first = span[0]
+    return MemoryRecord(
+        id=record_id(first.user_id, first.session_id or "", kind, "".join(t.id for t in span)),
+        kind=kind,
+        text="\n".join(t.key_text for t in span),
+        user_id=first.user_id,
+        session_id=first.session_id,
+        agent_id=first.agent_id,
+        role=None,
+        name=None,
+        seq=first.seq,
+        timestamp=first.timestamp,
+        created_at=now,
+        provenance=tuple(t.id for t in span),
+        message_ids=tuple(m for t in span for m in t.message_ids),
+    )
+
+
 def build_rounds(
     turns: Sequence[MemoryRecord], previous: MemoryRecord | None, now: datetime
 ) -> list[MemoryRecord]:
     """A round record for every user turn directly followed by an assistant turn. ``previous``
     is the session's last stored turn, so a round can span two ``add`` calls."""
     sequence = ([previous] if previous is not None else []) + list(turns)
-    rounds = []
-    for first, second in itertools.pairwise(sequence):
-        if first.role != "user" or second.role != "assistant":
-            continue
-        rounds.append(
-            MemoryRecord(
-                id=record_id(first.user_id, first.session_id or "", RecordKind.ROUND,
-                             first.id + second.id),
-                kind=RecordKind.ROUND,
-                text=f"{first.key_text}\n{second.key_text}",
-                user_id=first.user_id,
-                session_id=first.session_id,
-                agent_id=first.agent_id,
-                role=None,
-                name=None,
-                seq=first.seq,
-                timestamp=first.timestamp,
-                created_at=now,
-                provenance=(first.id, second.id),
-                message_ids=first.message_ids + second.message_ids,
-            )
-        )  # fmt: skip
-    return rounds
+    return [
+        _span_key(RecordKind.ROUND, pair, now)
+        for pair in itertools.pairwise(sequence)
+        if pair[0].role == "user" and pair[1].role == "assistant"
+    ]
 
 
 def build_windows(
@@ -124,29 +126,10 @@ def build_windows(
     if size < 2:
         return []
     sequence = [*previous, *turns]
-    windows = []
-    for end in range(max(len(previous), 1), len(sequence)):
-        span = sequence[max(0, end - size + 1) : end + 1]
-        first = span[0]
-        windows.append(
-            MemoryRecord(
-                id=record_id(first.user_id, first.session_id or "", RecordKind.WINDOW,
-                             "".join(t.id for t in span)),
-                kind=RecordKind.WINDOW,
-                text="\n".join(t.key_text for t in span),
-                user_id=first.user_id,
-                session_id=first.session_id,
-                agent_id=first.agent_id,
-                role=None,
-                name=None,
-                seq=first.seq,
-                timestamp=first.timestamp,
-                created_at=now,
-                provenance=tuple(t.id for t in span),
-                message_ids=tuple(m for t in span for m in t.message_ids),
-            )
-        )  # fmt: skip
-    return windows
+    return [
+        _span_key(RecordKind.WINDOW, sequence[max(0, end - size + 1) : end + 1], now)
+        for end in range(max(len(previous), 1), len(sequence))
+    ]
 
 
 def rekey(key: MemoryRecord, turns: Sequence[MemoryRecord]) -> str:
