@@ -24,6 +24,13 @@ def _sqlite_memory(tmp_path: Path) -> StoreFactory:
 STORE_FACTORIES = {"sqlite-file": _sqlite_file, "sqlite-memory": _sqlite_memory}
 
 
+@pytest.fixture(autouse=True)
+def _no_engram_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the developer's ENGRAM_* settings."""
+    for name in ("ENGRAM_DB", "ENGRAM_EMBEDDER", "ENGRAM_OPENAI_BASE_URL", "ENGRAM_OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(params=sorted(STORE_FACTORIES))
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     """Every Store backend the contract suite runs against."""

@@ -7,13 +7,13 @@ import io
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cli_result import Result
 from engram import ConfigurationError, HashEmbedder, OpenAIEmbedder, SentenceTransformerEmbedder
 from engram.cli.main import cli, main
 from engram.config import Settings, make_embedder
@@ -22,23 +22,6 @@ SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample_conversation
 HIT_KEYS = {
     "id", "message_id", "session_id", "role", "name", "text", "timestamp", "score", "found_by"
 }  # fmt: skip
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-@pytest.fixture(autouse=True)
-def _no_engram_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("ENGRAM_DB", "ENGRAM_EMBEDDER", "ENGRAM_OPENAI_BASE_URL", "ENGRAM_OPENAI_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

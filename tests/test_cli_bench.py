@@ -5,13 +5,13 @@ the hashing fake embedder."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import engram.bench.runner
+from cli_result import Result
 from engram.bench import LOCOMO_K, LONGMEMEVAL_K, make_synthetic_longmemeval
 from engram.cli.main import cli, main
 
@@ -23,23 +23,6 @@ FACTS = [
 ]
 FILLER = ["How was your weekend?", "Pretty quiet, I read a book.", "Work has been busy lately.",
           "Did you watch the game?", "I tried a new coffee place."]  # fmt: skip
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-@pytest.fixture(autouse=True)
-def _no_engram_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("ENGRAM_DB", "ENGRAM_EMBEDDER", "ENGRAM_OPENAI_BASE_URL", "ENGRAM_OPENAI_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
