@@ -3,8 +3,8 @@ Memory API and the harness's loader and metric.
 
     python benchmarks/locomo_ablation.py --data ../shared/data/locomo/locomo_dev5.json
 
-Embeddings are cached per text within the run, so the two builds (with and without window keys)
-embed each text once.
+Embeddings are cached per text within the run, so the builds (turns and rounds; windows with
+their text embedded; windows with mean vectors; sentence keys) embed each text once.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import hashlib
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -49,29 +50,50 @@ class CachedEmbedder:
         return np.stack([self.cache[k] for k in keys])
 
 
-STEPS: list[tuple[str, int, SearchConfig]] = [
-    ("turn keys only, lexical", 0, PLAIN.with_(semantic=False, key_kinds=(RecordKind.TURN,))),
-    ("turn keys only, semantic", 0, PLAIN.with_(lexical=False, key_kinds=(RecordKind.TURN,))),
-    ("turn keys only, hybrid RRF", 0, PLAIN.with_(key_kinds=(RecordKind.TURN,))),
-    ("+ round keys (hybrid RRF)", 0, PLAIN.with_(key_kinds=TURN_ROUND)),
-    ("+ window keys (3 turns)", 3, PLAIN),
-    ("+ weighted fusion, lexical 2 : semantic 1", 3,
+# A build: (window size, sentence keys, span vectors). Turns and rounds only; the previous
+# default (windows with their text embedded); mean span vectors; the current default.
+Build = tuple[int, bool, Literal["mean", "embed"]]
+ROUNDS: Build = (0, False, "embed")
+WINDOWS: Build = (3, False, "embed")
+MEAN: Build = (3, False, "mean")
+DEFAULT: Build = (3, True, "mean")
+OLD_HYBRID = HYBRID.with_(
+    sentence=False, candidates=100, question_penalty=0.0,
+    weights=(("lexical", 2.0), ("semantic", 1.0)),
+)  # fmt: skip
+
+STEPS: list[tuple[str, Build, SearchConfig]] = [
+    ("turn keys only, lexical", ROUNDS, PLAIN.with_(semantic=False, key_kinds=(RecordKind.TURN,))),
+    ("turn keys only, semantic", ROUNDS, PLAIN.with_(lexical=False, key_kinds=(RecordKind.TURN,))),
+    ("turn keys only, hybrid RRF", ROUNDS, PLAIN.with_(key_kinds=(RecordKind.TURN,))),
+    ("+ round keys (hybrid RRF)", ROUNDS, PLAIN.with_(key_kinds=TURN_ROUND)),
+    ("+ window keys (3 turns, text embedded)", WINDOWS, PLAIN),
+    ("+ weighted fusion, lexical 2 : semantic 1", WINDOWS,
      PLAIN.with_(fusion="weighted", weights=(("lexical", 2.0), ("semantic", 1.0)))),
-    ("+ speaker factor 1.0", 3, PLAIN.with_(fusion="weighted", speaker_weight=1.0,
-                                             weights=(("lexical", 2.0), ("semantic", 1.0)))),
-    ("+ time factor 1.0", 3, HYBRID.with_(key_decay=0.0)),
-    ("+ key decay 0.3 = HYBRID preset", 3, HYBRID),
-    ("LEXICAL preset", 3, LEXICAL),
-    ("SEMANTIC preset", 3, SEMANTIC),
-    ("HYBRID, RRF instead of weighted", 3, HYBRID.with_(fusion="rrf")),
-    ("HYBRID, 200 candidates", 3, HYBRID.with_(candidates=200)),
+    ("+ speaker factor 1.0", WINDOWS, PLAIN.with_(fusion="weighted", speaker_weight=1.0,
+                                                  weights=(("lexical", 2.0), ("semantic", 1.0)))),
+    ("+ time factor 1.0", WINDOWS, OLD_HYBRID.with_(key_decay=0.0)),
+    ("+ key decay 0.3 (the previous HYBRID)", WINDOWS, OLD_HYBRID),
+    ("window/round vectors = mean of turn vectors", MEAN, OLD_HYBRID),
+    ("+ 300 candidates per retriever", MEAN, OLD_HYBRID.with_(candidates=300)),
+    ("+ question penalty 0.2", MEAN, OLD_HYBRID.with_(candidates=300, question_penalty=0.2)),
+    ("+ sentence keys and retriever (0.5) = HYBRID preset", DEFAULT, HYBRID),
+    ("LEXICAL preset", DEFAULT, LEXICAL),
+    ("SEMANTIC preset", DEFAULT, SEMANTIC),
+    ("HYBRID, RRF instead of weighted", DEFAULT, HYBRID.with_(fusion="rrf")),
+    ("HYBRID, sentence weight 1.0", DEFAULT,
+     HYBRID.with_(weights=(("lexical", 2.0), ("semantic", 1.0), ("sentence", 1.0)))),
+    ("HYBRID, 100 candidates", DEFAULT, HYBRID.with_(candidates=100)),
+    ("HYBRID, text-embedded windows", (3, True, "embed"), HYBRID),
 ]  # fmt: skip
 
 
-def build(units: list[WorkUnit], embedder: Embedder, window: int) -> list[Memory]:
+def build(units: list[WorkUnit], embedder: Embedder, spec: Build) -> list[Memory]:
+    window, sentences, spans = spec
     mems = []
     for unit in units:
-        mem = Memory(store=SqliteStore(":memory:"), embedder=embedder, window_size=window)
+        mem = Memory(store=SqliteStore(":memory:"), embedder=embedder, window_size=window,
+                     sentence_keys=sentences, span_vectors=spans)  # fmt: skip
         for s in unit.sessions:
             messages = [{"role": t.role, "content": t.text, "id": t.id, "name": t.name}
                         for t in s.turns if t.text.strip()]  # fmt: skip
@@ -100,12 +122,12 @@ def main() -> None:
     args = parser.parse_args()
     units = to_work_units(load_locomo(args.data).samples)
     embedder = CachedEmbedder(SentenceTransformerEmbedder())
-    built = {w: build(units, embedder, w) for w in sorted({w for _, w, _ in STEPS})}
+    built = {spec: build(units, embedder, spec) for spec in dict.fromkeys(b for _, b, _ in STEPS)}
     cols = ["all@5", "all@10", "c1@10", "c2@10", "c3@10", "c4@10", "all@20"]
     print("| configuration | " + " | ".join(cols) + " |")
     print("|---|" + "---:|" * len(cols))
-    for name, window, cfg in STEPS:
-        r = evaluate(units, built[window], cfg)
+    for name, spec, cfg in STEPS:
+        r = evaluate(units, built[spec], cfg)
         print(f"| {name} | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |", flush=True)
 
 

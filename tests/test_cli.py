@@ -277,7 +277,7 @@ def test_search_json_shape(sample: Any) -> None:
     top = hits[0]
     assert top["message_id"] == "s3-3"
     assert top["session_id"] == "s3"
-    assert set(top["found_by"]) == {"lexical", "semantic"}
+    assert {"lexical", "semantic"} <= set(top["found_by"]) <= {"lexical", "semantic", "sentence"}
     assert all(set(v) == {"rank", "score"} for v in top["found_by"].values())
     assert datetime.fromisoformat(top["timestamp"]).tzinfo is not None
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
@@ -330,7 +330,8 @@ def test_get_delete_history(sample: Any) -> None:
     got = sample("get", first["id"], "--user", "demo").json
     assert got == first
     deleted = sample("delete", first["id"], "--user", "demo").json["deleted"]
-    assert deleted[0] == first["id"] and len(deleted) == 4  # the turn, its round, 2 windows
+    # the turn, its round, 2 windows and its 3 sentences ("Hi!" is too short to be one)
+    assert deleted[0] == first["id"] and len(deleted) == 7
     assert_one_line_error(sample("get", first["id"], "--user", "demo"), 1, "no record")
     events = sample("history", first["id"], "--user", "demo").json
     assert [e["event"] for e in events] == ["ADD", "DELETE"]
@@ -347,10 +348,10 @@ def test_forget_needs_yes(sample: Any) -> None:
     assert_one_line_error(sample("forget", "--user", "demo"), 2, "--yes")
     assert sample("stats", "--user", "demo").json["records"]["turn"] == 28
     one = sample("forget", "--user", "demo", "--session", "s1", "--yes").json
-    # 8 turns, 4 rounds, 7 windows
-    assert one == {"user_id": "demo", "session_id": "s1", "deleted": 19}
+    # 8 turns, 4 rounds, 7 windows, 17 sentence keys of the 7 turns with several sentences
+    assert one == {"user_id": "demo", "session_id": "s1", "deleted": 36}
     rest = sample("forget", "--user", "demo", "--yes").json
-    assert rest["deleted"] == 48  # 20 turns, 10 rounds, 18 windows
+    assert rest["deleted"] == 90  # 20 turns, 10 rounds, 18 windows, 42 sentence keys
     assert sample("stats", "--user", "demo").json["records"] == {}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from engram import (
@@ -12,6 +13,7 @@ from engram import (
     InvalidInputError,
     Memory,
     NotFoundError,
+    RecordFilter,
     RecordKind,
     ScopeError,
     SearchConfig,
@@ -44,7 +46,8 @@ def test_add_is_idempotent(mem: Memory) -> None:
     twice = mem.add(no_ids, user_id="u1", session_id="s2")
     assert len({r.id for r in twice}) == 2  # identical messages in one call are two turns
     assert [r.id for r in mem.add(no_ids, user_id="u1", session_id="s2")] == [r.id for r in twice]
-    assert mem.stats(user_id="u1").records == {"turn": 6, "round": 2, "window": 4}
+    # m2 ("Congratulations on Rex! Beagles are lovely.") has two sentence keys
+    assert mem.stats(user_id="u1").records == {"turn": 6, "round": 2, "window": 4, "sentence": 2}
 
 
 def test_rounds_span_add_calls(mem: Memory) -> None:
@@ -59,7 +62,7 @@ def test_search_finds_user_and_assistant_turns_with_explanations(mem: Memory) ->
     mem.add(CHAT, user_id="u1", session_id="s1")
     hits = mem.search("adopted a beagle named Rex", user_id="u1", limit=3)
     assert hits[0].message_id == "m1"
-    assert set(hits[0].found_by) == {"lexical", "semantic"}
+    assert set(hits[0].found_by) == {"lexical", "semantic", "sentence"}
     assert hits[0].sources["lexical"].rank == 1
     assert mem.search("delicious bakery", user_id="u1", limit=1)[0].message_id == "m4"
     rounds = SearchConfig(semantic=False, key_kinds=(RecordKind.TURN, RecordKind.ROUND))
@@ -180,7 +183,8 @@ def test_persists_across_reopen(tmp_path: Path) -> None:
         m.add(CHAT, user_id="u1", session_id="s1")
     with Memory(store=SqliteStore(path), embedder=HashEmbedder()) as m:
         assert len(m.list(user_id="u1")) == 4
-        assert m.search("beagle", user_id="u1", config="semantic")[0].message_id == "m1"
+        top = m.search("adopted a beagle named Rex", user_id="u1", config="semantic")[0]
+        assert top.message_id == "m1"
     with pytest.raises(Exception, match="dimension"):
         Memory(store=SqliteStore(path), embedder=HashEmbedder(dim=64)).search("x", user_id="u1")
 
@@ -205,9 +209,100 @@ def test_window_keys_span_calls_and_follow_updates(mem: Memory) -> None:
 def test_window_size_is_configurable(tmp_path: Path) -> None:
     with Memory(store=SqliteStore(tmp_path / "w.db"), embedder=HashEmbedder(), window_size=0) as m:
         m.add(CHAT, user_id="u1", session_id="s1")
-        assert m.stats(user_id="u1").records == {"turn": 4, "round": 2}
+        assert m.stats(user_id="u1").records == {"turn": 4, "round": 2, "sentence": 2}
     with pytest.raises(InvalidInputError):
         Memory(store=SqliteStore(":memory:"), embedder=HashEmbedder(), window_size=-1)
+
+
+def test_sentence_keys_point_to_their_turn(mem: Memory) -> None:
+    long = "We went camping at the lake last weekend. The kids caught three fish! What a trip."
+    [turn, short] = mem.add(
+        [{"role": "user", "content": long, "id": "t1"}, {"role": "user", "content": "Sounds fun!"}],
+        user_id="u1", session_id="s1",
+    )  # fmt: skip
+    sentences = mem.list(user_id="u1", kinds=["sentence"])
+    assert [k.text for k in sentences] == [
+        "We went camping at the lake last weekend.", "The kids caught three fish!", "What a trip.",
+    ]  # fmt: skip
+    assert all(k.provenance == (turn.id,) and k.message_ids == ("t1",) for k in sentences)
+    assert all(k.seq == turn.seq and k.timestamp == turn.timestamp for k in sentences)
+    # sentence keys are vector keys only: the turn's own full-text row already has their words
+    only_sentences = RecordFilter("u1", kinds=(RecordKind.SENTENCE,))
+    assert mem.store.lexical_search("fish", only_sentences, 10) == []
+    assert mem.search("fish", user_id="u1", config="lexical")[0].record.id == turn.id
+    hits = mem.search("The kids caught three fish!", user_id="u1", config="semantic")
+    assert hits[0].record.id == turn.id and "sentence" in hits[0].sources
+    assert set(hits[0].matched_keys) >= {sentences[1].id}
+    assert short.id not in {k.provenance[0] for k in sentences}
+
+
+def test_update_replaces_sentence_keys_in_one_step(mem: Memory) -> None:
+    [turn] = mem.add([{"role": "user", "content": "One. Two three four. Five six seven."}],
+                     user_id="u1", session_id="s1")  # fmt: skip
+    old = mem.list(user_id="u1", kinds=["sentence"])
+    assert [k.text for k in old] == ["Two three four.", "Five six seven."]
+    mem.update(turn.id, "I moved to Braga in May. I work at the library. I love it there.",
+               user_id="u1")  # fmt: skip
+    new = mem.list(user_id="u1", kinds=["sentence"])
+    assert [k.text for k in new] == [
+        "I moved to Braga in May.", "I work at the library.", "I love it there.",
+    ]  # fmt: skip
+    assert [e.event for e in mem.history(old[0].id, user_id="u1")] == ["ADD", "DELETE", "ADD"]
+    assert mem.search("library", user_id="u1", config="semantic")[0].record.id == turn.id
+    mem.update(turn.id, "Just one sentence now.", user_id="u1")
+    assert mem.list(user_id="u1", kinds=["sentence"]) == []
+    assert len(mem.delete(turn.id, user_id="u1")) == 1
+
+
+def _assert_span_vectors_are_turn_means(mem: Memory) -> int:
+    turns = {t.id: t for t in mem.list(user_id="u1")}
+    spans = mem.list(user_id="u1", kinds=["round", "window"])
+    for key in spans:
+        rows = mem.store.get_vectors("u1", list(key.provenance))
+        mean = rows.mean(axis=0)
+        assert set(key.provenance) <= set(turns)
+        np.testing.assert_allclose(
+            mem.store.get_vectors("u1", [key.id])[0], mean / np.linalg.norm(mean), atol=1e-6
+        )
+    return len(spans)
+
+
+def test_span_keys_get_the_mean_of_their_turn_vectors(mem: Memory) -> None:
+    for message in CHAT:  # one add per message: windows take vectors of turns stored earlier
+        mem.add([message], user_id="u1", session_id="s1")
+    assert _assert_span_vectors_are_turn_means(mem) == 5  # 2 rounds, 3 windows
+    turns = mem.list(user_id="u1")
+    mem.update(turns[2].id, "I started a new job at a library in Braga.", user_id="u1")
+    assert _assert_span_vectors_are_turn_means(mem) == 5
+    new = mem.embedder.embed_batch(["I started a new job at a library in Braga."])[0]
+    np.testing.assert_allclose(
+        mem.store.get_vectors("u1", [turns[2].id])[0], new / np.linalg.norm(new), atol=1e-6
+    )
+
+
+def test_span_keys_can_embed_their_own_text(tmp_path: Path) -> None:
+    with Memory(store=SqliteStore(tmp_path / "e.db"), embedder=HashEmbedder(),
+                span_vectors="embed") as m:  # fmt: skip
+        turns = m.add(CHAT, user_id="u1", session_id="s1")
+        m.update(turns[0].id, "We adopted a beagle puppy called Rex.", user_id="u1")
+        for key in m.list(user_id="u1", kinds=["round", "window"]):
+            want = m.embedder.embed_batch([key.key_text])[0]
+            np.testing.assert_allclose(
+                m.store.get_vectors("u1", [key.id])[0], want / np.linalg.norm(want), atol=1e-6
+            )
+    with pytest.raises(InvalidInputError):
+        Memory(store=SqliteStore(":memory:"), embedder=HashEmbedder(), span_vectors="max")  # type: ignore[arg-type]
+
+
+def test_sentence_keys_can_be_switched_off(tmp_path: Path) -> None:
+    with Memory(store=SqliteStore(tmp_path / "s.db"), embedder=HashEmbedder(),
+                sentence_keys=False) as m:  # fmt: skip
+        [turn] = m.add([{"role": "user", "content": "First one here. Second one here."}],
+                       user_id="u1")  # fmt: skip
+        m.update(turn.id, "Third one here. Fourth one here.", user_id="u1")
+        assert "sentence" not in m.stats(user_id="u1").records
+    with pytest.raises(InvalidInputError):
+        Memory(store=SqliteStore(":memory:"), embedder=HashEmbedder(), sentence_keys=1)  # type: ignore[arg-type]
 
 
 def test_time_aware_search_prefers_the_named_period(mem: Memory) -> None:

@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engram import ConfigurationError, NotFoundError, RecordFilter, RecordKind, Store, StoreError
+from engram import (
+    ConfigurationError,
+    NotFoundError,
+    RecordFilter,
+    RecordKind,
+    ScopeError,
+    Store,
+    StoreError,
+)
 from engram.types import MemoryRecord
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -128,6 +136,52 @@ def test_update_reindexes_and_keeps_history(filled: Store) -> None:
     events = filled.history("u1", "a")
     assert [e.event for e in events] == ["ADD", "UPDATE"]
     assert (events[1].old_text, events[1].new_text) == ("the quick brown fox", new.text)
+
+
+def test_get_vectors_in_order_and_scoped(filled: Store) -> None:
+    np.testing.assert_array_equal(filled.get_vectors("u1", ["b", "a", "c"]), vec(1, 0, 3))
+    assert filled.get_vectors("u1", []).shape == (0, DIM)
+    with pytest.raises(NotFoundError):
+        filled.get_vectors("u1", ["a", "x"])  # "x" belongs to u2
+    with pytest.raises(NotFoundError):
+        filled.get_vectors("u2", ["a"])
+
+
+def test_update_can_replace_derived_keys_in_one_transaction(filled: Store) -> None:
+    sentence = rec("s", "a quick fox", kind=RecordKind.SENTENCE, provenance=("a",))
+    filled.add([sentence], vec(5))
+    fresh = [
+        rec(f"s{i}", text, kind=RecordKind.SENTENCE, provenance=("a",))
+        for i, text in enumerate(["a slow turtle", "a purple shell"])
+    ]
+    [new] = filled.update(
+        "u1", [("a", "a slow turtle. a purple shell")], vec(4), drop=["s"], add=fresh,
+        add_vectors=vec(6, 7),
+    )  # fmt: skip
+    assert new.text == "a slow turtle. a purple shell"
+    assert filled.get_many("u1", ["s", "s0", "s1"]) == fresh
+    assert [e.event for e in filled.history("u1", "s")] == ["ADD", "DELETE"]
+    sentences = RecordFilter("u1", kinds=(RecordKind.SENTENCE,))
+    assert [rid for rid, _ in filled.vector_search(vec(7)[0], sentences, 1)] == ["s1"]
+    assert filled.lexical_search("purple", sentences, 5) == []  # vector-only keys
+    assert {r.id for r in filled.derived_from("u1", "a")} == {"r", "s0", "s1"}
+    assert set(filled.delete("u1", "a")) == {"a", "r", "s0", "s1"}
+
+
+def test_failed_update_changes_nothing(filled: Store) -> None:
+    extra = rec("n", "new key", kind=RecordKind.SENTENCE, provenance=("b",))
+    with pytest.raises(NotFoundError):  # a key to drop that this user does not have
+        filled.update("u1", [("b", "changed")], vec(4), drop=["x"], add=[extra],
+                      add_vectors=vec(5))  # fmt: skip
+    with pytest.raises(ScopeError):  # a key to add that belongs to another user
+        filled.update("u1", [("b", "changed")], vec(4), add=[rec("n", "k", user="u2")],
+                      add_vectors=vec(5))  # fmt: skip
+    with pytest.raises(StoreError):  # two keys, one vector
+        filled.update("u1", [("b", "changed")], vec(4), add=[extra, rec("m", "k")],
+                      add_vectors=vec(5))  # fmt: skip
+    assert filled.get_many("u1", ["b"])[0].text == "jumped over the lazy dog"
+    assert filled.get_many("u1", ["n", "m"]) == []
+    assert filled.get_many("u2", ["x"])[0].text == "the quick brown fox of user two"
 
 
 def test_delete_cascades_to_rounds_and_index_rows(filled: Store) -> None:

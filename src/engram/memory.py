@@ -8,6 +8,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
+
+import numpy as np
 
 from engram.embed.base import CachedQueryEmbedder, Embedder, Vectors, embed_texts
 from engram.errors import InvalidInputError, NotFoundError
@@ -16,7 +19,6 @@ from engram.read.retrieve import aggregate_sessions
 from engram.read.retrieve import search as run_search
 from engram.store.base import Store
 from engram.types import (
-    DERIVED_KEY_KINDS,
     HistoryEvent,
     Hit,
     MemoryRecord,
@@ -29,10 +31,12 @@ from engram.types import (
 from engram.write.ingest import (
     DEFAULT_SESSION,
     build_rounds,
+    build_sentences,
     build_turns,
     build_windows,
     record_id,
     rekey,
+    span_vectors,
     turn_keys,
 )
 from engram.write.messages import MAX_CONTENT_CHARS, parse_datetime, parse_messages
@@ -41,6 +45,8 @@ __all__ = ["Memory"]
 
 MAX_LIMIT = 1000
 DEFAULT_WINDOW = 3  # turns per window key; see docs/benchmarks.md for the ablation
+_SPAN_KINDS = (RecordKind.ROUND, RecordKind.WINDOW)  # keys whose text is rebuilt on update
+SpanVectors = Literal["mean", "embed"]
 
 
 def _limit(value: object, name: str = "limit") -> int:
@@ -60,6 +66,12 @@ def _query(value: object) -> str:
 class Memory:
     """Long-term memory for one store. Every call names the ``user_id`` it acts for.
 
+    Index keys: every turn; a round key for each user turn answered by an assistant turn; a
+    window key for each run of ``window_size`` consecutive turns (0: none); with
+    ``sentence_keys``, a key for each sentence of a turn that has several. Round and window keys
+    get the mean of their turns' vectors (``span_vectors="mean"``, no model call) or the
+    embedding of their joined text (``"embed"``).
+
     >>> mem = Memory(store=SqliteStore("engram.db"), embedder=SentenceTransformerEmbedder())
     """
 
@@ -69,14 +81,22 @@ class Memory:
         store: Store,
         embedder: Embedder,
         window_size: int = DEFAULT_WINDOW,
+        sentence_keys: bool = True,
+        span_vectors: SpanVectors = "mean",
         max_content_chars: int = MAX_CONTENT_CHARS,
     ) -> None:
         if isinstance(window_size, bool) or not isinstance(window_size, int) or window_size < 0:
             raise InvalidInputError("window_size must be a non-negative integer (0: no windows)")
+        if not isinstance(sentence_keys, bool):
+            raise InvalidInputError("sentence_keys must be True or False")
+        if span_vectors not in ("mean", "embed"):
+            raise InvalidInputError("span_vectors must be 'mean' or 'embed'")
+        self._span_vectors = span_vectors
         self.store = store
         self.embedder = embedder
         self._query_vector = CachedQueryEmbedder(embedder)
         self._window = window_size
+        self._sentences = sentence_keys
         self._max_chars = max_content_chars
         self._bound = False
 
@@ -111,9 +131,10 @@ class Memory:
         session_date: datetime | str | None = None,
         agent_id: str | None = None,
     ) -> builtins.list[MemoryRecord]:
-        """Store messages verbatim (one transaction) and index them at turn and round level.
-        Idempotent: a message already stored (same id, or same role/content/timestamp) is not
-        stored again. Returns the turn record of every message, in order."""
+        """Store messages verbatim (one transaction) and index them as turn, round, window and
+        sentence keys. Idempotent: a message already stored (same id, or same
+        role/content/timestamp) is not stored again. Returns the turn record of every message,
+        in order."""
         scope = Scope(user_id, agent_id, session_id or DEFAULT_SESSION)
         session = scope.session_id or DEFAULT_SESSION
         parsed = parse_messages(messages, limit=self._max_chars)
@@ -130,30 +151,57 @@ class Memory:
             first_seq=0 if last is None or last.seq is None else last.seq + 1,
             default_time=date or now, now=now,
         )  # fmt: skip
-        records = [
-            *turns,
-            *build_rounds(turns, last, now),
-            *build_windows(turns, previous, self._window, now),
-        ]
-        if records:
-            self.store.add(records, self._embed([r.key_text for r in records]))
+        if turns:
+            self._store_new(turns, previous, now)
         by_id = existing | {t.id: t for t in turns}
         return [by_id[i] for i in ids]
 
+    def _store_new(
+        self, turns: Sequence[MemoryRecord], previous: Sequence[MemoryRecord], now: datetime
+    ) -> None:
+        """Embed new turns and their sentence keys; give round and window keys the mean of
+        their turns' vectors; store it all in one transaction."""
+        embedded = [*turns, *(build_sentences(turns, now) if self._sentences else ())]
+        spans = [
+            *build_rounds(turns, previous[-1] if previous else None, now),
+            *build_windows(turns, previous, self._window, now),
+        ]
+        if self._span_vectors == "embed":
+            records = [*embedded, *spans]
+            self.store.add(records, self._embed([r.key_text for r in records]))
+            return
+        vectors = self._embed([r.key_text for r in embedded])
+        known = dict(zip([t.id for t in turns], vectors[: len(turns)], strict=True))
+        older = [t.id for t in previous if any(t.id in k.provenance for k in spans)]
+        known.update(zip(older, self.store.get_vectors(turns[0].user_id, older), strict=True))
+        span_vecs = span_vectors(spans, known, self.embedder.dim)
+        self.store.add([*embedded, *spans], np.vstack([vectors, span_vecs]))
+
     def update(self, record_id: str, text: str, *, user_id: str) -> MemoryRecord:
-        """Replace a record's text; the round and window keys built from it are rebuilt, all in
-        one transaction. The old text stays in the history."""
+        """Replace a record's text; the round and window keys built from it are rebuilt and its
+        sentence keys replaced, all in one transaction. The old text stays in the history."""
         Scope(user_id)
         clean = parse_messages([{"role": "user", "content": text}], limit=self._max_chars)[0]
         new = replace(self.get(record_id, user_id=user_id), text=clean.content)
-        keys = [
-            k for k in self.store.derived_from(user_id, record_id) if k.kind in DERIVED_KEY_KINDS
-        ]
-        sources = self.store.get_many(user_id, list({i for k in keys for i in k.provenance}))
-        sources = [new if s.id == record_id else s for s in sources]
-        changes = [(record_id, new.text), *((k.id, rekey(k, sources)) for k in keys)]
-        vectors = self._embed([new.key_text, *(text for _, text in changes[1:])])
-        return self.store.update(user_id, changes, vectors)[0]
+        derived = self.store.derived_from(user_id, record_id)
+        spans = [k for k in derived if k.kind in _SPAN_KINDS]
+        others = list({i: None for k in spans for i in k.provenance if i != record_id})
+        sources = [new, *self.store.get_many(user_id, others)]
+        old_sentences = [k.id for k in derived if k.kind is RecordKind.SENTENCE]
+        rebuild = new.kind is RecordKind.TURN and (self._sentences or bool(old_sentences))
+        sentences = build_sentences([new], datetime.now(UTC)) if rebuild else []
+        changes = [(record_id, new.text), *((k.id, rekey(k, sources)) for k in spans)]
+        fresh = self._embed([new.key_text, *(k.key_text for k in sentences)])
+        if self._span_vectors == "embed":
+            span_vecs = self._embed([text for _, text in changes[1:]])
+        else:
+            stored = self.store.get_vectors(user_id, others)
+            known = dict(zip([record_id, *others], np.vstack([fresh[:1], stored]), strict=True))
+            span_vecs = span_vectors(spans, known, self.embedder.dim)
+        return self.store.update(
+            user_id, changes, np.vstack([fresh[:1], span_vecs]),
+            drop=old_sentences, add=sentences, add_vectors=fresh[1:],
+        )[0]  # fmt: skip
 
     def delete(self, record_id: str, *, user_id: str) -> builtins.list[str]:
         """Hard-delete one record and the round keys built from it; returns the deleted ids."""

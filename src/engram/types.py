@@ -16,6 +16,7 @@ from engram.errors import ScopeError
 
 __all__ = [
     "DERIVED_KEY_KINDS",
+    "VECTOR_ONLY_KINDS",
     "HistoryEvent",
     "Hit",
     "MemoryRecord",
@@ -30,12 +31,14 @@ __all__ = [
 
 class RecordKind(StrEnum):
     """What a record is. Turns are the verbatim values. Rounds (a user turn and the assistant turn
-    answering it) and windows (a few consecutive turns) are extra index keys; facts and summaries
-    are derived memories. All of them point back to their source turns."""
+    answering it), windows (a few consecutive turns) and sentences (one sentence of a longer turn)
+    are extra index keys; facts and summaries are derived memories. All of them point back to
+    their source turns."""
 
     TURN = "turn"
     ROUND = "round"
     WINDOW = "window"
+    SENTENCE = "sentence"
     FACT = "fact"
     SUMMARY = "summary"
 
@@ -49,8 +52,12 @@ def _check_id(name: str, value: object, *, required: bool) -> None:
         raise ScopeError(f"{name} is longer than 256 characters")
 
 
-DERIVED_KEY_KINDS = (RecordKind.ROUND, RecordKind.WINDOW)
+DERIVED_KEY_KINDS = (RecordKind.ROUND, RecordKind.WINDOW, RecordKind.SENTENCE)
 """Index keys built from turns alone: rebuilt when a turn changes, deleted with it."""
+
+VECTOR_ONLY_KINDS = (RecordKind.SENTENCE,)
+"""Keys that only the vector index holds: their words are in their turn's full-text row already,
+and a second copy would skew the BM25 statistics."""
 
 
 @dataclass(frozen=True)

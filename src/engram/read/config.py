@@ -18,7 +18,11 @@ Aggregation = Literal["max", "sum"]
 class SearchConfig:
     """How to search.
 
-    - ``lexical`` / ``semantic``: which retrievers run (BM25 over FTS5; cosine over vectors).
+    - ``lexical`` / ``semantic``: which retrievers run (BM25 over FTS5; cosine over vectors),
+      over the keys of ``key_kinds``.
+    - ``sentence``: a third retriever, cosine at sentence level: over sentence keys (each
+      sentence of a turn that has several) and turns (a one-sentence turn is its own sentence);
+      a turn scores its best sentence.
     - ``key_kinds``: which records serve as index keys; a key's hit counts for the turns it
       points to (a round key points to its user and assistant turns).
     - ``candidates``: how many keys each retriever returns before fusion.
@@ -29,6 +33,8 @@ class SearchConfig:
     - ``recency_weight`` / ``recency_half_life_days``: multiply a hit's score by
       ``1 + w * 0.5 ** (age_days / half_life)``, age measured from the question date (or now).
     - ``speaker_weight``: multiply a hit's score by ``1 + w`` when the query names its speaker.
+    - ``question_penalty``: multiply the score of a turn that asks a question (ends with "?")
+      by ``1 - p``: a question rarely holds the fact being looked for.
     - ``time_weight`` / ``time_tolerance_days``: when the query says when ("last Saturday",
       "two weeks ago", "in May"), resolved against the question date, multiply the score of a
       hit inside that window by ``1 + w`` (fading to 1 over the tolerance outside it).
@@ -38,6 +44,7 @@ class SearchConfig:
     name: str = "custom"
     lexical: bool = True
     semantic: bool = True
+    sentence: bool = False
     key_kinds: tuple[RecordKind, ...] = (RecordKind.TURN, RecordKind.ROUND, RecordKind.WINDOW)
     candidates: int = 100
     key_decay: float = 0.0
@@ -47,6 +54,7 @@ class SearchConfig:
     recency_weight: float = 0.0
     recency_half_life_days: float = 30.0
     speaker_weight: float = 0.0
+    question_penalty: float = 0.0
     time_weight: float = 0.0
     time_tolerance_days: float = 7.0
     session_aggregation: Aggregation = "max"
@@ -54,7 +62,7 @@ class SearchConfig:
     extra: tuple[tuple[str, Any], ...] = field(default=())
 
     def __post_init__(self) -> None:
-        if not (self.lexical or self.semantic):
+        if not (self.lexical or self.semantic or self.sentence):
             raise InvalidInputError("a SearchConfig needs at least one retriever")
         if not self.key_kinds:
             raise InvalidInputError("a SearchConfig needs at least one key kind")
@@ -68,6 +76,8 @@ class SearchConfig:
             raise InvalidInputError(f"unknown session aggregation {self.session_aggregation!r}")
         if self.speaker_weight < 0 or self.time_weight < 0 or self.time_tolerance_days < 0:
             raise InvalidInputError("speaker_weight, time_weight and the tolerance must be >= 0")
+        if not 0.0 <= self.question_penalty < 1.0:
+            raise InvalidInputError("question_penalty must be in [0, 1)")
         if self.recency_weight < 0 or self.recency_half_life_days <= 0:
             raise InvalidInputError("recency_weight must be >= 0 and the half-life > 0")
 
@@ -82,11 +92,20 @@ class SearchConfig:
 
 # The presets share their scoring (speaker- and time-aware) and differ in the retrievers.
 # Measured choices, see the ablation in docs/benchmarks.md: min-max weighted fusion beats RRF
-# here because BM25 is the stronger retriever on conversational memory with a small embedder.
-_SCORING = SearchConfig(fusion="weighted", key_decay=0.3, speaker_weight=1.0, time_weight=1.0)
+# here because BM25 is the stronger retriever on conversational memory with a small embedder;
+# sentence keys and a deeper candidate pool lift the multi-hop questions most.
+_SCORING = SearchConfig(
+    fusion="weighted", key_decay=0.3, candidates=300, speaker_weight=1.0, question_penalty=0.2,
+    time_weight=1.0,
+)  # fmt: skip
 LEXICAL = _SCORING.with_(name="lexical", semantic=False)
-SEMANTIC = _SCORING.with_(name="semantic", lexical=False)
-HYBRID = _SCORING.with_(name="hybrid", weights=(("lexical", 2.0), ("semantic", 1.0)))
+SEMANTIC = _SCORING.with_(
+    name="semantic", lexical=False, sentence=True, weights=(("semantic", 1.0), ("sentence", 0.5))
+)
+HYBRID = _SCORING.with_(
+    name="hybrid", sentence=True,
+    weights=(("lexical", 2.0), ("semantic", 1.0), ("sentence", 0.5)),
+)  # fmt: skip
 
 PRESETS: dict[str, SearchConfig] = {c.name: c for c in (LEXICAL, SEMANTIC, HYBRID)}
 

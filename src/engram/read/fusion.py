@@ -7,7 +7,9 @@ import re
 from collections.abc import Mapping, Sequence
 
 __all__ = [
+    "asks_question",
     "minmax",
+    "question_factor",
     "recency_factor",
     "rrf",
     "speaker_factor",
@@ -85,3 +87,14 @@ def speaker_factor(query_words: frozenset[str], speaker: str | None, *, weight: 
         return 1.0
     name = words(speaker)
     return 1.0 + weight if name and name <= query_words else 1.0
+
+
+def asks_question(text: str) -> bool:
+    """Whether a turn ends by asking a question."""
+    return text.rstrip().endswith("?")
+
+
+def question_factor(text: str, *, penalty: float) -> float:
+    """``1 - penalty`` for a turn that asks a question, else 1: "What's your best camping
+    memory?" shares the words of a question about camping but rarely holds its answer."""
+    return 1.0 - penalty if penalty and asks_question(text) else 1.0

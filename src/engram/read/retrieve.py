@@ -4,12 +4,19 @@ weight by recency, and explain each hit."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from engram.embed.base import Vectors
 from engram.read.config import SearchConfig
-from engram.read.fusion import recency_factor, rrf, speaker_factor, weighted_fusion, words
+from engram.read.fusion import (
+    question_factor,
+    recency_factor,
+    rrf,
+    speaker_factor,
+    weighted_fusion,
+    words,
+)
 from engram.store.base import ScoredId, Store
 from engram.temporal import resolve_time_window, time_factor
 from engram.types import Hit, MemoryRecord, RecordFilter, RecordKind, RetrieverScore, SessionHit
@@ -72,6 +79,11 @@ def _retrieve(
         retrieved["lexical"] = store.lexical_search(query, where, config.candidates)
     if config.semantic:
         retrieved["semantic"] = store.vector_search(embed_query(query), where, config.candidates)
+    if config.sentence:
+        sentences = replace(where, kinds=(RecordKind.SENTENCE, RecordKind.TURN))
+        retrieved["sentence"] = store.vector_search(
+            embed_query(query), sentences, config.candidates
+        )
     return retrieved
 
 
@@ -90,8 +102,9 @@ def search(
     retrieved = _retrieve(store, embed_query, query, where, config)
     key_ids = list(dict.fromkeys(rid for hits in retrieved.values() for rid, _ in hits))
     keys = {r.id: r for r in store.get_many(scope.user_id, key_ids)}
-    rankings = {
-        name: keys_to_values(hits, keys, decay=config.key_decay) for name, hits in retrieved.items()
+    rankings = {  # a turn scores its best sentence: the sentences of one turn are one text
+        name: keys_to_values(hits, keys, decay=0.0 if name == "sentence" else config.key_decay)
+        for name, hits in retrieved.items()
     }
     fused = _fuse(rankings, config)
     missing = [v for v, _ in fused if v not in keys]
@@ -108,7 +121,7 @@ def search(
 
 
 def _rescorer(query: str, config: SearchConfig, now: datetime) -> Callable[[MemoryRecord], float]:
-    """The product of the recency, speaker and time factors for a record."""
+    """The product of the recency, speaker, question and time factors for a record."""
     query_words = words(query)
     window = resolve_time_window(query, now) if config.time_weight else None
 
@@ -119,6 +132,7 @@ def _rescorer(query: str, config: SearchConfig, now: datetime) -> Callable[[Memo
                 age, weight=config.recency_weight, half_life_days=config.recency_half_life_days
             )
             * speaker_factor(query_words, record.name, weight=config.speaker_weight)
+            * question_factor(record.text, penalty=config.question_penalty)
             * time_factor(
                 record.timestamp, window, weight=config.time_weight,
                 tolerance_days=config.time_tolerance_days,

@@ -32,12 +32,18 @@ class Store(Protocol):
         """The caller's records among ``ids`` (in that order); others are silently absent."""
         ...
 
+    def get_vectors(self, user_id: str, ids: Sequence[str]) -> Vectors:
+        """The stored vectors of the caller's records ``ids``, one row each, in that order; raise
+        ``NotFoundError`` if any of them is not the caller's."""
+        ...
+
     def last_turns(self, user_id: str, session_id: str, n: int) -> builtins.list[MemoryRecord]:
         """The ``n`` turns with the highest ``seq`` in a session, in conversation order."""
         ...
 
     def derived_from(self, user_id: str, record_id: str) -> builtins.list[MemoryRecord]:
-        """The records whose provenance includes ``record_id`` (rounds, windows, facts)."""
+        """The records whose provenance includes ``record_id`` (rounds, windows, sentences,
+        facts)."""
         ...
 
     def list(
@@ -47,15 +53,25 @@ class Store(Protocol):
         ...
 
     def update(
-        self, user_id: str, texts: Sequence[tuple[str, str]], vectors: Vectors
+        self,
+        user_id: str,
+        texts: Sequence[tuple[str, str]],
+        vectors: Vectors,
+        *,
+        drop: Sequence[str] = (),
+        add: Sequence[MemoryRecord] = (),
+        add_vectors: Vectors | None = None,
     ) -> builtins.list[MemoryRecord]:
-        """Replace the text and vector of each ``(record_id, text)`` in one transaction; raise
-        ``NotFoundError`` (and change nothing) if any record is outside the scope."""
+        """In one transaction: replace the text and vector of each ``(record_id, text)``,
+        hard-delete the records in ``drop``, then insert ``add`` (row ``i`` of ``add_vectors``
+        belongs to ``add[i]``); return the updated records. Raise ``NotFoundError`` (and change
+        nothing) if a record to update or drop is outside the scope, ``ScopeError`` if a record to
+        add belongs to another user."""
         ...
 
     def delete(self, user_id: str, record_id: str) -> builtins.list[str]:
-        """Hard-delete a record and the index keys (rounds, windows) built from it; return the
-        deleted ids."""
+        """Hard-delete a record and the index keys (rounds, windows, sentences) built from it;
+        return the deleted ids."""
         ...
 
     def forget(self, user_id: str, *, session_id: str | None = None) -> int:

@@ -1,29 +1,43 @@
 """Building the records for new messages: verbatim turns plus round keys (a user turn and the
-assistant turn that answers it) and window keys (a few consecutive turns). Pure functions: no
-I/O, deterministic ids."""
+assistant turn that answers it), window keys (a few consecutive turns) and sentence keys (the
+sentences of a longer turn). Pure functions: no I/O, deterministic ids."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Sequence
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 
+import numpy as np
+
+from engram.embed.base import Vectors
 from engram.types import MemoryRecord, RecordKind
 from engram.write.messages import Message
 
 __all__ = [
     "DEFAULT_SESSION",
     "build_rounds",
+    "build_sentences",
     "build_turns",
     "build_windows",
     "record_id",
     "rekey",
+    "span_vectors",
+    "split_sentences",
     "turn_key",
     "turn_keys",
 ]
 
 DEFAULT_SESSION = "default"
+MIN_SENTENCE_WORDS = 3  # shorter pieces ("Wow!", "Thanks, Mel!") say nothing on their own
+MAX_SENTENCE_KEYS = 16  # per turn; a longer text is cut into at most this many runs of sentences
+
+# A sentence ends at . ! or ? followed by space and a capital or a quote, or at a line break.
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])|\s*\n+\s*")
 
 
 def record_id(user_id: str, session_id: str, kind: RecordKind, key: str) -> str:
@@ -130,6 +144,54 @@ def build_windows(
         _span_key(RecordKind.WINDOW, sequence[max(0, end - size + 1) : end + 1], now)
         for end in range(max(len(previous), 1), len(sequence))
     ]
+
+
+def split_sentences(text: str, *, most: int = MAX_SENTENCE_KEYS) -> list[str]:
+    """The sentences of ``text`` that have at least :data:`MIN_SENTENCE_WORDS` words. Past
+    ``most`` sentences, consecutive sentences are joined into at most ``most`` runs."""
+    parts = [p for p in _SENTENCE_BREAK.split(text) if len(p.split()) >= MIN_SENTENCE_WORDS]
+    if len(parts) <= most:
+        return parts
+    size = math.ceil(len(parts) / most)
+    return [" ".join(parts[i : i + size]) for i in range(0, len(parts), size)]
+
+
+def build_sentences(turns: Sequence[MemoryRecord], now: datetime) -> list[MemoryRecord]:
+    """A sentence key for every sentence of a turn that has at least two: a long turn's
+    embedding blurs what each of its sentences says ("I had a quiet weekend after we went
+    camping. The kids loved the lake."). A turn of one sentence is its own key already."""
+    keys: list[MemoryRecord] = []
+    for turn in turns:
+        sentences = split_sentences(turn.text)
+        if len(sentences) < 2:
+            continue
+        session = turn.session_id or ""
+        keys.extend(
+            replace(
+                turn,
+                id=record_id(turn.user_id, session, RecordKind.SENTENCE, f"{turn.id}#{i}"),
+                kind=RecordKind.SENTENCE,
+                text=sentence,
+                created_at=now,
+                provenance=(turn.id,),
+                metadata={},
+            )
+            for i, sentence in enumerate(sentences)
+        )
+    return keys
+
+
+def span_vectors(spans: Sequence[MemoryRecord], turns: Mapping[str, Vectors], dim: int) -> Vectors:
+    """The vector of each round or window key: the normalised mean of its turns' vectors
+    (``turns`` maps a turn id to its unit vector). Measured on LoCoMo it retrieves as well as
+    embedding the key's joined text, at no model cost (docs/benchmarks.md)."""
+    if not spans:
+        return np.zeros((0, dim), dtype=np.float32)
+    means = np.vstack([np.mean([turns[i] for i in key.provenance], axis=0) for key in spans])
+    norms = np.linalg.norm(means, axis=1, keepdims=True)
+    norms[norms == 0.0] = 1.0
+    out: Vectors = (means / norms).astype(np.float32)
+    return out
 
 
 def rekey(key: MemoryRecord, turns: Sequence[MemoryRecord]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from engram.types import HistoryEvent, MemoryRecord, RecordKind
@@ -23,11 +24,16 @@ def to_iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat()
 
 
+@lru_cache(maxsize=8192)  # the records of one session share a few timestamps
 def from_iso(value: str | None) -> datetime | None:
     if value is None:
         return None
     parsed = datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _strings(value: str) -> tuple[str, ...]:
+    return () if value == "[]" else tuple(json.loads(value))
 
 
 def _required_iso(value: str) -> datetime:
@@ -73,11 +79,11 @@ def record_from_row(row: sqlite3.Row | tuple[Any, ...]) -> MemoryRecord:
         seq=seq,
         timestamp=_required_iso(timestamp),
         created_at=_required_iso(created_at),
-        provenance=tuple(json.loads(provenance)),
-        message_ids=tuple(json.loads(message_ids)),
+        provenance=_strings(provenance),
+        message_ids=_strings(message_ids),
         valid_from=from_iso(valid_from),
         valid_to=from_iso(valid_to),
-        metadata=json.loads(metadata),
+        metadata={} if metadata == "{}" else json.loads(metadata),
     )
 
 

@@ -8,26 +8,29 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from engram.embed.base import Vectors
-from engram.errors import ConfigurationError, NotFoundError, StoreError
+from engram.errors import ConfigurationError, NotFoundError, ScopeError, StoreError
 from engram.store.base import ScoredId
-from engram.store.sqlite.rows import (
-    RECORD_COLUMNS,
-    history_from_row,
-    record_from_row,
-    record_params,
-    to_iso,
+from engram.store.sqlite.ops import (
+    bump,
+    delete_rows,
+    derived,
+    get_record,
+    insert_records,
+    where_sql,
+    write_history,
 )
+from engram.store.sqlite.rows import RECORD_COLUMNS, history_from_row, record_from_row
 from engram.store.sqlite.schema import migrate
 from engram.store.sqlite.vectors import UserMatrix, top_k
 from engram.store.text import query_terms
 from engram.types import (
     DERIVED_KEY_KINDS,
+    VECTOR_ONLY_KINDS,
     HistoryEvent,
     MemoryRecord,
     RecordFilter,
@@ -35,23 +38,6 @@ from engram.types import (
 )
 
 __all__ = ["SqliteStore"]
-
-
-def _where(where: RecordFilter, alias: str = "") -> tuple[str, list[object]]:
-    """SQL conditions for a filter; ``user_id`` is always one of them."""
-    p = f"{alias}." if alias else ""
-    clauses: list[str] = [f"{p}user_id = ?"]
-    params: list[object] = [where.user_id]
-    if where.session_id is not None:
-        clauses.append(f"{p}session_id = ?")
-        params.append(where.session_id)
-    if where.agent_id is not None:
-        clauses.append(f"{p}agent_id = ?")
-        params.append(where.agent_id)
-    if where.kinds:
-        clauses.append(f"{p}kind IN ({', '.join('?' * len(where.kinds))})")
-        params.extend(k.value for k in where.kinds)
-    return " AND ".join(clauses), params
 
 
 class SqliteStore:
@@ -102,31 +88,11 @@ class SqliteStore:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
-    def _bump(self, conn: sqlite3.Connection, user_id: str) -> int:
-        conn.execute(
-            "INSERT INTO generations (user_id, gen) VALUES (?, 1) "
-            "ON CONFLICT (user_id) DO UPDATE SET gen = gen + 1",
-            (user_id,),
-        )
-        return int(
-            conn.execute("SELECT gen FROM generations WHERE user_id = ?", (user_id,)).fetchone()[0]
-        )
-
     def _generation(self, user_id: str) -> int:
         row = self._conn.execute(
             "SELECT gen FROM generations WHERE user_id = ?", (user_id,)
         ).fetchone()
         return 0 if row is None else int(row[0])
-
-    def _history(
-        self, conn: sqlite3.Connection, record: MemoryRecord, event: str, old: str | None,
-        new: str | None,
-    ) -> None:  # fmt: skip
-        conn.execute(
-            "INSERT INTO history (record_id, user_id, event, old_text, new_text, at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (record.id, record.user_id, event, old, new, to_iso(datetime.now(UTC))),
-        )
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -148,37 +114,17 @@ class SqliteStore:
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('dim', ?)", (str(dim),))
         self._dim = dim
 
-    def add(self, records: Sequence[MemoryRecord], vectors: Vectors) -> builtins.list[MemoryRecord]:
+    def _check(self, records: Sequence[MemoryRecord], vectors: Vectors) -> None:
         if len(records) != len(vectors):
             raise StoreError(f"{len(records)} records but {len(vectors)} vectors")
         if self._dim is not None and len(records) and vectors.shape[1] != self._dim:
             raise ConfigurationError(f"vectors have dimension {vectors.shape[1]}, not {self._dim}")
-        inserted: list[tuple[MemoryRecord, int]] = []
-        placeholders = ", ".join("?" * 16)
+
+    def add(self, records: Sequence[MemoryRecord], vectors: Vectors) -> builtins.list[MemoryRecord]:
+        self._check(records, vectors)
         with self._tx() as conn:
-            for i, record in enumerate(records):
-                cur = conn.execute(
-                    f"INSERT OR IGNORE INTO records ({RECORD_COLUMNS}) VALUES ({placeholders})",
-                    record_params(record),
-                )
-                if cur.rowcount == 0:
-                    continue
-                rowid = cur.lastrowid
-                conn.execute(
-                    "INSERT INTO vectors (rowid, user_id, vector) VALUES (?, ?, ?)",
-                    (rowid, record.user_id, vectors[i].astype(np.float32).tobytes()),
-                )
-                conn.execute(
-                    "INSERT INTO records_fts (rowid, key_text) VALUES (?, ?)",
-                    (rowid, record.key_text),
-                )
-                conn.executemany(
-                    "INSERT OR IGNORE INTO sources (source_id, record_id) VALUES (?, ?)",
-                    [(src, record.id) for src in record.provenance],
-                )
-                self._history(conn, record, "ADD", None, record.text)
-                inserted.append((record, i))
-            generations = {r.user_id: self._bump(conn, r.user_id) for r, _ in inserted}
+            inserted = insert_records(conn, records, vectors)
+            generations = {r.user_id: bump(conn, r.user_id) for r, _ in inserted}
         self._extend_matrices(inserted, vectors, generations)
         return [record for record, _ in inserted]
 
@@ -197,16 +143,27 @@ class SqliteStore:
             cached.append(gen, rows, vectors[[i for _, i in mine]])
 
     def update(
-        self, user_id: str, texts: Sequence[tuple[str, str]], vectors: Vectors
+        self,
+        user_id: str,
+        texts: Sequence[tuple[str, str]],
+        vectors: Vectors,
+        *,
+        drop: Sequence[str] = (),
+        add: Sequence[MemoryRecord] = (),
+        add_vectors: Vectors | None = None,
     ) -> builtins.list[MemoryRecord]:
         if len(texts) != len(vectors):
             raise StoreError(f"{len(texts)} updates but {len(vectors)} vectors")
+        fresh = np.zeros((0, self._dim or 0), np.float32) if add_vectors is None else add_vectors
+        self._check(add, fresh)
+        if any(r.user_id != user_id for r in add):
+            raise ScopeError("update can only add records of the user it acts for")
         updated = []
         with self._tx() as conn:
             for (record_id, text), vector in zip(texts, vectors, strict=True):
-                old = self._get(conn, user_id, record_id)
+                old = get_record(conn, user_id, record_id)
                 conn.execute("UPDATE records SET text = ? WHERE id = ?", (text, record_id))
-                new = self._get(conn, user_id, record_id)
+                new = get_record(conn, user_id, record_id)
                 (rowid,) = conn.execute(
                     "SELECT rowid FROM records WHERE id = ?", (record_id,)
                 ).fetchone()
@@ -215,58 +172,39 @@ class SqliteStore:
                     (vector.astype(np.float32).tobytes(), rowid),
                 )
                 conn.execute("DELETE FROM records_fts WHERE rowid = ?", (rowid,))
-                conn.execute(
-                    "INSERT INTO records_fts (rowid, key_text) VALUES (?, ?)", (rowid, new.key_text)
-                )
-                self._history(conn, new, "UPDATE", old.text, text)
+                if new.kind not in VECTOR_ONLY_KINDS:
+                    conn.execute(
+                        "INSERT INTO records_fts (rowid, key_text) VALUES (?, ?)",
+                        (rowid, new.key_text),
+                    )
+                write_history(conn, new, "UPDATE", old.text, text)
                 updated.append(new)
-            self._bump(conn, user_id)
+            for gone in [get_record(conn, user_id, record_id) for record_id in drop]:
+                write_history(conn, gone, "DELETE", gone.text, None)
+            if drop:
+                delete_rows(conn, user_id, drop)
+            insert_records(conn, add, fresh)
+            bump(conn, user_id)
         self._matrices.pop(user_id, None)
         return updated
 
-    def _get(self, conn: sqlite3.Connection, user_id: str, record_id: str) -> MemoryRecord:
-        row = conn.execute(
-            f"SELECT {RECORD_COLUMNS} FROM records WHERE id = ? AND +user_id = ?",
-            (record_id, user_id),
-        ).fetchone()
-        if row is None:
-            raise NotFoundError(f"no record {record_id!r} for this user")
-        return record_from_row(row)
-
-    def _delete_rows(self, conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> None:
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            marks = ", ".join("?" * len(chunk))
-            rowids = f"SELECT rowid FROM records WHERE +user_id = ? AND id IN ({marks})"
-            params = [user_id, *chunk]
-            conn.execute(f"DELETE FROM records_fts WHERE rowid IN ({rowids})", params)
-            conn.execute(f"DELETE FROM vectors WHERE rowid IN ({rowids})", params)
-            conn.execute(f"DELETE FROM sources WHERE record_id IN ({marks})", chunk)
-            conn.execute(f"DELETE FROM sources WHERE source_id IN ({marks})", chunk)
-            conn.execute(f"DELETE FROM records WHERE +user_id = ? AND id IN ({marks})", params)
-        # FTS5 keeps deleted terms in old index segments until they are merged: merge now, so
-        # that a hard delete leaves no readable text behind (secure_delete zeroes the rest).
-        conn.execute("INSERT INTO records_fts (records_fts) VALUES ('optimize')")
-
     def delete(self, user_id: str, record_id: str) -> builtins.list[str]:
         with self._tx() as conn:
-            record = self._get(conn, user_id, record_id)
-            keys = [
-                r for r in self._derived(conn, user_id, record_id) if r.kind in DERIVED_KEY_KINDS
-            ]
+            record = get_record(conn, user_id, record_id)
+            keys = [r for r in derived(conn, user_id, record_id) if r.kind in DERIVED_KEY_KINDS]
             for gone in (record, *keys):
-                self._history(conn, gone, "DELETE", gone.text, None)
+                write_history(conn, gone, "DELETE", gone.text, None)
             doomed = [record_id, *(r.id for r in keys)]
-            self._delete_rows(conn, user_id, doomed)
-            self._bump(conn, user_id)
+            delete_rows(conn, user_id, doomed)
+            bump(conn, user_id)
         self._matrices.pop(user_id, None)
         return doomed
 
     def forget(self, user_id: str, *, session_id: str | None = None) -> int:
-        where, params = _where(RecordFilter(user_id=user_id, session_id=session_id))
+        where, params = where_sql(RecordFilter(user_id=user_id, session_id=session_id))
         with self._tx() as conn:
             ids = [row[0] for row in conn.execute(f"SELECT id FROM records WHERE {where}", params)]
-            self._delete_rows(conn, user_id, ids)
+            delete_rows(conn, user_id, ids)
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 conn.execute(
@@ -276,7 +214,7 @@ class SqliteStore:
                 )
             if session_id is None:
                 conn.execute("DELETE FROM history WHERE user_id = ?", (user_id,))
-            self._bump(conn, user_id)
+            bump(conn, user_id)
         self._matrices.pop(user_id, None)
         return len(ids)
 
@@ -297,6 +235,24 @@ class SqliteStore:
                 found.update((rec.id, rec) for rec in map(record_from_row, rows))
         return [found[i] for i in ids if i in found]
 
+    def get_vectors(self, user_id: str, ids: Sequence[str]) -> Vectors:
+        found: dict[str, bytes] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = list(ids[start : start + 500])
+                found.update(
+                    self._conn.execute(
+                        "SELECT r.id, v.vector FROM records r JOIN vectors v ON v.rowid = r.rowid "
+                        f"WHERE r.id IN ({', '.join('?' * len(chunk))}) AND +r.user_id = ?",
+                        [*chunk, user_id],
+                    ).fetchall()
+                )
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise NotFoundError(f"no record {missing[0]!r} for this user")
+        rows = [np.frombuffer(found[i], dtype=np.float32) for i in ids]
+        return np.vstack(rows) if rows else np.zeros((0, self._dim or 0), dtype=np.float32)
+
     def last_turns(self, user_id: str, session_id: str, n: int) -> builtins.list[MemoryRecord]:
         with self._lock:
             rows = self._conn.execute(
@@ -308,23 +264,12 @@ class SqliteStore:
 
     def derived_from(self, user_id: str, record_id: str) -> builtins.list[MemoryRecord]:
         with self._lock:
-            return self._derived(self._conn, user_id, record_id)
-
-    def _derived(
-        self, conn: sqlite3.Connection, user_id: str, record_id: str
-    ) -> builtins.list[MemoryRecord]:
-        rows = conn.execute(
-            f"SELECT {', '.join('r.' + c.strip() for c in RECORD_COLUMNS.split(','))} "
-            "FROM sources s JOIN records r ON r.id = s.record_id "
-            "WHERE s.source_id = ? AND r.user_id = ? ORDER BY r.rowid",
-            (record_id, user_id),
-        ).fetchall()
-        return [record_from_row(row) for row in rows]
+            return derived(self._conn, user_id, record_id)
 
     def list(
         self, where: RecordFilter, *, limit: int, offset: int = 0
     ) -> builtins.list[MemoryRecord]:
-        clause, params = _where(where)
+        clause, params = where_sql(where)
         with self._lock:
             rows = self._conn.execute(
                 f"SELECT {RECORD_COLUMNS} FROM records WHERE {clause} "
@@ -351,7 +296,7 @@ class SqliteStore:
         if not terms or limit <= 0:
             return []
         match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-        clause, params = _where(where, "r")
+        clause, params = where_sql(where, "r")
         with self._lock:
             rows = self._conn.execute(
                 "SELECT r.id, bm25(records_fts) AS s FROM records_fts "

@@ -1,0 +1,134 @@
+"""Row-level operations on an open connection, inside the caller's transaction: the pieces the
+SQLite store's public methods are built from."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+
+from engram.embed.base import Vectors
+from engram.errors import NotFoundError
+from engram.store.sqlite.rows import RECORD_COLUMNS, record_from_row, record_params, to_iso
+from engram.types import VECTOR_ONLY_KINDS, MemoryRecord, RecordFilter
+
+__all__ = [
+    "bump",
+    "delete_rows",
+    "derived",
+    "get_record",
+    "insert_records",
+    "where_sql",
+    "write_history",
+]
+
+
+def where_sql(where: RecordFilter, alias: str = "") -> tuple[str, list[object]]:
+    """SQL conditions for a filter; ``user_id`` is always one of them."""
+    p = f"{alias}." if alias else ""
+    clauses: list[str] = [f"{p}user_id = ?"]
+    params: list[object] = [where.user_id]
+    if where.session_id is not None:
+        clauses.append(f"{p}session_id = ?")
+        params.append(where.session_id)
+    if where.agent_id is not None:
+        clauses.append(f"{p}agent_id = ?")
+        params.append(where.agent_id)
+    if where.kinds:
+        clauses.append(f"{p}kind IN ({', '.join('?' * len(where.kinds))})")
+        params.extend(k.value for k in where.kinds)
+    return " AND ".join(clauses), params
+
+
+def bump(conn: sqlite3.Connection, user_id: str) -> int:
+    """Move a user's generation counter on; return the new value."""
+    conn.execute(
+        "INSERT INTO generations (user_id, gen) VALUES (?, 1) "
+        "ON CONFLICT (user_id) DO UPDATE SET gen = gen + 1",
+        (user_id,),
+    )
+    return int(
+        conn.execute("SELECT gen FROM generations WHERE user_id = ?", (user_id,)).fetchone()[0]
+    )
+
+
+def write_history(
+    conn: sqlite3.Connection, record: MemoryRecord, event: str, old: str | None, new: str | None
+) -> None:
+    conn.execute(
+        "INSERT INTO history (record_id, user_id, event, old_text, new_text, at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (record.id, record.user_id, event, old, new, to_iso(datetime.now(UTC))),
+    )
+
+
+def insert_records(
+    conn: sqlite3.Connection, records: Sequence[MemoryRecord], vectors: Vectors
+) -> list[tuple[MemoryRecord, int]]:
+    """Insert records not stored yet; (record, row of ``vectors``) for each one inserted."""
+    inserted: list[tuple[MemoryRecord, int]] = []
+    placeholders = ", ".join("?" * 16)
+    for i, record in enumerate(records):
+        cur = conn.execute(
+            f"INSERT OR IGNORE INTO records ({RECORD_COLUMNS}) VALUES ({placeholders})",
+            record_params(record),
+        )
+        if cur.rowcount == 0:
+            continue
+        rowid = cur.lastrowid
+        conn.execute(
+            "INSERT INTO vectors (rowid, user_id, vector) VALUES (?, ?, ?)",
+            (rowid, record.user_id, vectors[i].astype(np.float32).tobytes()),
+        )
+        if record.kind not in VECTOR_ONLY_KINDS:
+            conn.execute(
+                "INSERT INTO records_fts (rowid, key_text) VALUES (?, ?)",
+                (rowid, record.key_text),
+            )
+        conn.executemany(
+            "INSERT OR IGNORE INTO sources (source_id, record_id) VALUES (?, ?)",
+            [(src, record.id) for src in record.provenance],
+        )
+        write_history(conn, record, "ADD", None, record.text)
+        inserted.append((record, i))
+    return inserted
+
+
+def get_record(conn: sqlite3.Connection, user_id: str, record_id: str) -> MemoryRecord:
+    row = conn.execute(
+        f"SELECT {RECORD_COLUMNS} FROM records WHERE id = ? AND +user_id = ?",
+        (record_id, user_id),
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"no record {record_id!r} for this user")
+    return record_from_row(row)
+
+
+def delete_rows(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> None:
+    """Hard-delete records with their vectors, full-text rows and provenance links."""
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        marks = ", ".join("?" * len(chunk))
+        rowids = f"SELECT rowid FROM records WHERE +user_id = ? AND id IN ({marks})"
+        params = [user_id, *chunk]
+        conn.execute(f"DELETE FROM records_fts WHERE rowid IN ({rowids})", params)
+        conn.execute(f"DELETE FROM vectors WHERE rowid IN ({rowids})", params)
+        conn.execute(f"DELETE FROM sources WHERE record_id IN ({marks})", chunk)
+        conn.execute(f"DELETE FROM sources WHERE source_id IN ({marks})", chunk)
+        conn.execute(f"DELETE FROM records WHERE +user_id = ? AND id IN ({marks})", params)
+    # FTS5 keeps deleted terms in old index segments until they are merged: merge now, so
+    # that a hard delete leaves no readable text behind (secure_delete zeroes the rest).
+    conn.execute("INSERT INTO records_fts (records_fts) VALUES ('optimize')")
+
+
+def derived(conn: sqlite3.Connection, user_id: str, record_id: str) -> list[MemoryRecord]:
+    """The user's records whose provenance includes ``record_id``, oldest first."""
+    rows = conn.execute(
+        f"SELECT {', '.join('r.' + c.strip() for c in RECORD_COLUMNS.split(','))} "
+        "FROM sources s JOIN records r ON r.id = s.record_id "
+        "WHERE s.source_id = ? AND r.user_id = ? ORDER BY r.rowid",
+        (record_id, user_id),
+    ).fetchall()
+    return [record_from_row(row) for row in rows]
