@@ -83,6 +83,12 @@ def test_locomo_limit_and_resume(tmp_path: Path) -> None:
     assert summary["questions_scored"] == 6
     with pytest.raises(ConfigurationError):
         run_locomo(data, out, preset="hybrid", embedder="hash", limit=6, baselines=["bm25"])
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert config["presets"]["engram:lexical"]["semantic"] is False
+    config["presets"]["engram:lexical"]["candidates"] = 100  # the preset was tuned since
+    (out / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="presets"):
+        run_locomo(data, out, preset="lexical", embedder="hash", limit=6, baselines=["bm25"])
 
 
 def test_longmemeval_end_to_end(tmp_path: Path) -> None:

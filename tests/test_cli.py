@@ -319,6 +319,10 @@ def test_list_kinds_and_paging(sample: Any) -> None:
     assert len(rounds) == 14 and all(len(r["provenance"]) == 2 for r in rounds)
     both = sample("list", "--user", "demo", "--kind", "turn", "--kind", "round", "--limit", "1000")
     assert len(both.json) == 42
+    sentences = sample("list", "--user", "demo", "--kind", "sentence", "--limit", "1000").json
+    assert len(sentences) == 59 and all(len(r["provenance"]) == 1 for r in sentences)
+    windows = sample("list", "--user", "demo", "--kind", "window", "--session", "s1").json
+    assert [len(w["provenance"]) for w in windows] == [2, 3, 3, 3, 3, 3, 3]
     page = sample("list", "--user", "demo", "--limit", "5", "--offset", "5").json
     assert [r["id"] for r in page] == [r["id"] for r in turns[5:10]]
     s2 = sample("list", "--user", "demo", "--session", "s2").json

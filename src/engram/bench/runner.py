@@ -14,7 +14,9 @@ its own embedder.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import multiprocessing
 import os
 import platform
@@ -264,6 +266,16 @@ def _systems(preset: str | Sequence[str], baselines: Sequence[str]) -> tuple[str
     return (*names, *baselines)
 
 
+def _preset_settings(systems: Sequence[str]) -> dict[str, Any]:
+    """Every setting of each Engram preset that runs, as JSON values: a run directory whose
+    presets were tuned since is not resumed with the new ones."""
+    return {
+        name: json.loads(json.dumps(dataclasses.asdict(PRESETS[name.removeprefix("engram:")])))
+        for name in systems
+        if name.startswith("engram:")
+    }
+
+
 def _run(
     spec: _Spec, units: Sequence[WorkUnit], data_path: str | Path, out_dir: str | Path,
     *, limit: int | None, workers: int, progress: bool, data: Mapping[str, Any],
@@ -274,6 +286,7 @@ def _run(
         "data": str(Path(data_path).resolve()),
         "data_sha256": _sha256(Path(data_path)),
         "systems": list(spec.systems),
+        "presets": _preset_settings(spec.systems),
         "embedder": embedder_name(spec.embedder),
         "k_values": list(spec.k_values),
         "engram_version": engram.__version__,

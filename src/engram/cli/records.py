@@ -18,7 +18,7 @@ from engram.cli.output import (
 
 __all__ = ["register"]
 
-KINDS = ("turn", "round")
+KINDS = ("turn", "round", "window", "sentence")
 
 
 @click.command("list")
