@@ -204,7 +204,8 @@ class Memory:
         )[0]  # fmt: skip
 
     def delete(self, record_id: str, *, user_id: str) -> builtins.list[str]:
-        """Hard-delete one record and the round keys built from it; returns the deleted ids."""
+        """Hard-delete one record and the round, window and sentence keys built from it; returns
+        the deleted ids."""
         Scope(user_id)
         return self.store.delete(user_id, record_id)
 
