@@ -36,8 +36,13 @@ DEFAULT_SESSION = "default"
 MIN_SENTENCE_WORDS = 3  # shorter pieces ("Wow!", "Thanks, Mel!") say nothing on their own
 MAX_SENTENCE_KEYS = 16  # per turn; a longer text is cut into at most this many runs of sentences
 
-# A sentence ends at . ! or ? followed by space and a capital or a quote, or at a line break.
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])|\s*\n+\s*")
+# A sentence ends at . ! or ? (and any closing quotes or brackets) followed by space and a capital
+# or an opening quote, or at a line break. The end mark is captured so that it stays with its
+# sentence. A break right after a common abbreviation ("Dr. Smith") is not a break.
+_SENTENCE_BREAK = re.compile(r"""([.!?]["')\]]*)\s+(?=["'(\[]?[A-Z])|\s*\n\s*""")
+_ABBREVIATIONS = frozenset(
+    ["mr.", "mrs.", "ms.", "dr.", "prof.", "st.", "jr.", "sr.", "vs.", "mt."]
+)
 
 
 def record_id(user_id: str, session_id: str, kind: RecordKind, key: str) -> str:
@@ -146,10 +151,23 @@ def build_windows(
     ]
 
 
+def _pieces(text: str) -> list[str]:
+    parts = _SENTENCE_BREAK.split(text)  # [piece, end mark or None, piece, end mark, ...]
+    pieces: list[str] = []
+    for i in range(0, len(parts), 2):
+        end = parts[i + 1] if i + 1 < len(parts) else None
+        piece = (parts[i] + (end or "")).strip()
+        if pieces and pieces[-1].split()[-1].lower() in _ABBREVIATIONS:
+            pieces[-1] = f"{pieces[-1]} {piece}"
+        elif piece:
+            pieces.append(piece)
+    return pieces
+
+
 def split_sentences(text: str, *, most: int = MAX_SENTENCE_KEYS) -> list[str]:
     """The sentences of ``text`` that have at least :data:`MIN_SENTENCE_WORDS` words. Past
     ``most`` sentences, consecutive sentences are joined into at most ``most`` runs."""
-    parts = [p for p in _SENTENCE_BREAK.split(text) if len(p.split()) >= MIN_SENTENCE_WORDS]
+    parts = [p for p in _pieces(text) if len(p.split()) >= MIN_SENTENCE_WORDS]
     if len(parts) <= most:
         return parts
     size = math.ceil(len(parts) / most)

@@ -1,0 +1,114 @@
+"""Pure pieces added for sentence keys and scoring: sentence splitting, sentence key records,
+span vectors, the question factor, and the SearchConfig checks for them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from engram import InvalidInputError, MemoryRecord, RecordKind, SearchConfig
+from engram.read.fusion import asks_question, question_factor
+from engram.write import build_sentences, record_id, span_vectors, split_sentences
+from engram.write.ingest import MAX_SENTENCE_KEYS
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def turn(rid: str, text: str, name: str | None = "Ann") -> MemoryRecord:
+    return MemoryRecord(
+        id=rid, kind=RecordKind.TURN, text=text, user_id="u", session_id="s", agent_id=None,
+        role="user", name=name, seq=4, timestamp=T0, created_at=T0, message_ids=(f"m-{rid}",),
+        metadata={"source": "chat"},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("We went camping. The kids loved it!", ["We went camping.", "The kids loved it!"]),
+        ("Hi! How are you doing today?", ["How are you doing today?"]),  # "Hi!" is too short
+        ("Dr. Smith saw us. We waved at him.", ["Dr. Smith saw us.", "We waved at him."]),
+        ("It was fun. e.g. the lake was warm", ["It was fun. e.g. the lake was warm"]),
+        ("first line here\nsecond line here", ["first line here", "second line here"]),
+        ('She said "go now." Then we left early.', ['She said "go now."', "Then we left early."]),
+        ("no end mark at all here", ["no end mark at all here"]),
+        ("Ok. Yes.", []),
+    ],
+)
+def test_split_sentences(text: str, expected: list[str]) -> None:
+    assert split_sentences(text) == expected
+
+
+def test_split_sentences_caps_the_number_of_keys() -> None:
+    text = " ".join(f"This is sentence number {i}." for i in range(40))
+    parts = split_sentences(text)
+    assert len(parts) <= MAX_SENTENCE_KEYS
+    assert " ".join(parts) == text  # runs of consecutive sentences, nothing lost or reordered
+    assert split_sentences(text, most=40) == [f"This is sentence number {i}." for i in range(40)]
+
+
+def test_build_sentences() -> None:
+    one, two = (
+        turn("t1", "Only one sentence here."),
+        turn("t2", "We moved to Braga. I love it here."),
+    )
+    keys = build_sentences([one, two], T0)
+    assert [k.text for k in keys] == ["We moved to Braga.", "I love it here."]
+    assert [k.key_text for k in keys] == ["Ann: We moved to Braga.", "Ann: I love it here."]
+    for i, k in enumerate(keys):
+        assert k.kind is RecordKind.SENTENCE and k.provenance == ("t2",)
+        assert k.id == record_id("u", "s", RecordKind.SENTENCE, f"t2#{i}")
+        assert (k.seq, k.timestamp, k.message_ids, k.name) == (4, T0, ("m-t2",), "Ann")
+        assert k.metadata == {}
+    assert build_sentences([two], T0) == keys  # deterministic ids: idempotent re-adds
+
+
+def test_span_vectors_are_normalised_means() -> None:
+    a, b, c = (np.eye(3, dtype=np.float32)[i] for i in range(3))
+    spans = [
+        MemoryRecord(
+            id=f"w{i}",
+            kind=RecordKind.WINDOW,
+            text="",
+            user_id="u",
+            session_id="s",
+            agent_id=None,
+            role=None,
+            name=None,
+            seq=0,
+            timestamp=T0,
+            created_at=T0,
+            provenance=prov,
+        )
+        for i, prov in enumerate([("a", "b"), ("a", "b", "c"), ("a",)])
+    ]
+    out = span_vectors(spans, {"a": a, "b": b, "c": c}, 3)
+    np.testing.assert_allclose(out[0], [2**-0.5, 2**-0.5, 0], atol=1e-7)
+    np.testing.assert_allclose(out[1], [3**-0.5] * 3, atol=1e-7)
+    np.testing.assert_allclose(out[2], a)
+    assert out.dtype == np.float32
+    assert span_vectors([], {}, 3).shape == (0, 3)
+    opposite = span_vectors(spans[:1], {"a": a, "b": -a}, 3)  # a zero mean stays zero, no NaN
+    np.testing.assert_array_equal(opposite, np.zeros((1, 3), dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    ("text", "asks"),
+    [("What's your best camping memory?", True), ("Wow! Where was that?  ", True),
+     ("We went camping. Fun?! Yes.", False), ("", False)],
+)  # fmt: skip
+def test_question_factor(text: str, asks: bool) -> None:
+    assert asks_question(text) is asks
+    assert question_factor(text, penalty=0.2) == pytest.approx(0.8 if asks else 1.0)
+    assert question_factor(text, penalty=0.0) == 1.0
+
+
+def test_search_config_checks_the_new_fields() -> None:
+    assert SearchConfig(lexical=False, semantic=False, sentence=True).sentence
+    with pytest.raises(InvalidInputError, match="retriever"):
+        SearchConfig(lexical=False, semantic=False, sentence=False)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(InvalidInputError, match="question_penalty"):
+            SearchConfig(question_penalty=bad)
