@@ -120,7 +120,10 @@ def test_vector_search_exact_cosine(filled: Store) -> None:
 
 def test_vector_search_sees_writes(filled: Store) -> None:
     filled.vector_search(vec(0)[0], RecordFilter("u1"), 5)  # warm any cache
+    turns = RecordFilter("u1", kinds=(RecordKind.TURN,))
+    assert filled.vector_search(vec(6)[0], turns, 9)[0][1] == 0.0  # the same query, cached...
     filled.add([rec("e", "fresh", seq=3)], vec(6))
+    assert filled.vector_search(vec(6)[0], turns, 1) == [("e", 1.0)]  # ...then a write
     assert filled.vector_search(vec(6)[0], RecordFilter("u1"), 1)[0][0] == "e"
     filled.update("u1", [("e", "fresher")], vec(7))
     assert filled.vector_search(vec(7)[0], RecordFilter("u1"), 1)[0][0] == "e"

@@ -332,7 +332,7 @@ class SqliteStore:
         with self._lock:
             m = self._matrix(where.user_id)
         keep = m.mask(tuple(k.value for k in where.kinds), where.session_id, where.agent_id)
-        return [(str(m.ids[i]), s) for i, s in top_k(m.matrix, vector, limit, keep)]
+        return [(str(m.ids[i]), s) for i, s in top_k(m.scores(vector), limit, keep)]
 
     def stats(self, user_id: str | None = None) -> StoreStats:
         cond, params = ("WHERE user_id = ?", [user_id]) if user_id else ("", [])

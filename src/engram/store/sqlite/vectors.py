@@ -8,7 +8,7 @@ place. Why exact search rather than an ANN index: see docs/vector-index.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
@@ -30,6 +30,8 @@ class UserMatrix:
     sessions: npt.NDArray[np.object_]
     agents: npt.NDArray[np.object_]
     matrix: Vectors
+    _kind_masks: dict[tuple[str, ...], npt.NDArray[np.bool_]] = field(default_factory=dict)
+    _last: tuple[bytes, Vectors] | None = None
 
     @classmethod
     def empty(cls, generation: int, dim: int) -> UserMatrix:
@@ -50,6 +52,8 @@ class UserMatrix:
         self.agents = np.concatenate([self.agents, np.array(cols[3], dtype=object)])
         self.matrix = np.vstack([self.matrix, vectors.astype(np.float32)])
         self.generation = generation
+        self._kind_masks = {}
+        self._last = None
 
     def mask(
         self, kinds: tuple[str, ...], session_id: str | None, agent_id: str | None
@@ -57,7 +61,10 @@ class UserMatrix:
         """Rows passing the filter, or None when every row passes."""
         keep: npt.NDArray[np.bool_] | None = None
         if kinds:
-            keep = np.isin(self.kinds, np.array(kinds, dtype=object))
+            keep = self._kind_masks.get(kinds)
+            if keep is None:
+                keep = np.isin(self.kinds, np.array(kinds, dtype=object))
+                self._kind_masks[kinds] = keep
         if session_id is not None:
             same = self.sessions == session_id
             keep = same if keep is None else keep & same
@@ -66,6 +73,24 @@ class UserMatrix:
             keep = same if keep is None else keep & same
         return keep
 
+    def scores(self, query: Vectors) -> Vectors:
+        """Cosine similarity of every row with ``query`` (rows and query are unit vectors). The
+        last query's scores are kept: one search runs several retrievers with the same vector.
+
+        The product runs on one BLAS thread: OpenBLAS threads keep spinning after a call and
+        fight the embedding model's threads for the cores. Measured on 2 cores
+        (docs/benchmarks.md), a query (embed, then search) took ~80 ms with a threaded product
+        and ~20 ms without; the product itself is 0.3 ms at 5k vectors and 10 ms at 100k."""
+        vector = query.astype(np.float32)
+        key = vector.tobytes()
+        last = self._last
+        if last is not None and last[0] == key:
+            return last[1]
+        with _blas().limit(limits=1, user_api="blas"):
+            scores: Vectors = self.matrix @ vector
+        self._last = (key, scores)
+        return scores
+
 
 @cache
 def _blas() -> ThreadpoolController:
@@ -73,18 +98,11 @@ def _blas() -> ThreadpoolController:
 
 
 def top_k(
-    matrix: Vectors, query: Vectors, k: int, keep: npt.NDArray[np.bool_] | None = None
+    scores: Vectors, k: int, keep: npt.NDArray[np.bool_] | None = None
 ) -> list[tuple[int, float]]:
-    """Row indices and cosine scores (rows and query are unit vectors) of the best ``k`` rows.
-
-    The product runs on one BLAS thread: OpenBLAS threads keep spinning after a call and fight
-    the embedding model's threads for the cores. Measured on 2 cores (docs/benchmarks.md), a query
-    (embed, then search) took ~80 ms with a threaded product and ~20 ms without; the product
-    itself is 0.3 ms at 5k vectors and 10 ms at 100k on one thread."""
-    if matrix.shape[0] == 0 or k <= 0:
+    """Row indices and scores of the best ``k`` rows among those ``keep`` allows."""
+    if scores.shape[0] == 0 or k <= 0:
         return []
-    with _blas().limit(limits=1, user_api="blas"):
-        scores = matrix @ query.astype(np.float32)
     if keep is not None:
         scores = np.where(keep, scores, -np.inf)
         k = min(k, int(keep.sum()))
