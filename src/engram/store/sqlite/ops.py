@@ -106,8 +106,12 @@ def get_record(conn: sqlite3.Connection, user_id: str, record_id: str) -> Memory
     return record_from_row(row)
 
 
-def delete_rows(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> None:
-    """Hard-delete records with their vectors, full-text rows and provenance links."""
+def delete_rows(
+    conn: sqlite3.Connection, user_id: str, ids: Sequence[str], *, merge_fts: bool = True
+) -> None:
+    """Hard-delete records with their vectors, full-text rows and provenance links. With
+    ``merge_fts`` (needed whenever a deleted record had a full-text row) the full-text index is
+    merged so that no deleted term survives in it."""
     for start in range(0, len(ids), 500):
         chunk = list(ids[start : start + 500])
         marks = ", ".join("?" * len(chunk))
@@ -120,7 +124,8 @@ def delete_rows(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> N
         conn.execute(f"DELETE FROM records WHERE +user_id = ? AND id IN ({marks})", params)
     # FTS5 keeps deleted terms in old index segments until they are merged: merge now, so
     # that a hard delete leaves no readable text behind (secure_delete zeroes the rest).
-    conn.execute("INSERT INTO records_fts (records_fts) VALUES ('optimize')")
+    if merge_fts:
+        conn.execute("INSERT INTO records_fts (records_fts) VALUES ('optimize')")
 
 
 def derived(conn: sqlite3.Connection, user_id: str, record_id: str) -> list[MemoryRecord]:

@@ -179,10 +179,12 @@ class SqliteStore:
                     )
                 write_history(conn, new, "UPDATE", old.text, text)
                 updated.append(new)
-            for gone in [get_record(conn, user_id, record_id) for record_id in drop]:
+            dropped = [get_record(conn, user_id, record_id) for record_id in drop]
+            for gone in dropped:
                 write_history(conn, gone, "DELETE", gone.text, None)
-            if drop:
-                delete_rows(conn, user_id, drop)
+            if drop:  # sentence keys have no full-text row: no index merge for them
+                indexed = any(r.kind not in VECTOR_ONLY_KINDS for r in dropped)
+                delete_rows(conn, user_id, drop, merge_fts=indexed)
             insert_records(conn, add, fresh)
             bump(conn, user_id)
         self._matrices.pop(user_id, None)
