@@ -58,7 +58,7 @@ WINDOWS: Build = (3, False, "embed")
 MEAN: Build = (3, False, "mean")
 DEFAULT: Build = (3, True, "mean")
 OLD_HYBRID = HYBRID.with_(
-    sentence=False, candidates=100, question_penalty=0.0,
+    sentence=False, candidates=100, question_penalty=0.0, mask_speakers=False,
     weights=(("lexical", 2.0), ("semantic", 1.0)),
 )  # fmt: skip
 
@@ -77,7 +77,8 @@ STEPS: list[tuple[str, Build, SearchConfig]] = [
     ("window/round vectors = mean of turn vectors", MEAN, OLD_HYBRID),
     ("+ 300 candidates per retriever", MEAN, OLD_HYBRID.with_(candidates=300)),
     ("+ question penalty 0.2", MEAN, OLD_HYBRID.with_(candidates=300, question_penalty=0.2)),
-    ("+ sentence keys and retriever (0.5) = HYBRID preset", DEFAULT, HYBRID),
+    ("+ sentence keys and retriever (0.5)", DEFAULT, HYBRID.with_(mask_speakers=False)),
+    ("+ speaker names masked in the embedded query = HYBRID preset", DEFAULT, HYBRID),
     ("LEXICAL preset", DEFAULT, LEXICAL),
     ("SEMANTIC preset", DEFAULT, SEMANTIC),
     ("HYBRID, RRF instead of weighted", DEFAULT, HYBRID.with_(fusion="rrf")),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from engram import InvalidInputError, MemoryRecord, RecordKind, SearchConfig
-from engram.read.fusion import asks_question, question_factor
+from engram.read.fusion import asks_question, mask_names, question_factor
 from engram.write import build_sentences, record_id, span_vectors, split_sentences
 from engram.write.ingest import MAX_SENTENCE_KEYS
 
@@ -107,8 +107,28 @@ def test_question_factor(text: str, asks: bool) -> None:
 
 def test_search_config_checks_the_new_fields() -> None:
     assert SearchConfig(lexical=False, semantic=False, sentence=True).sentence
+    assert not SearchConfig().mask_speakers
     with pytest.raises(InvalidInputError, match="retriever"):
         SearchConfig(lexical=False, semantic=False, sentence=False)
     for bad in (-0.1, 1.0):
         with pytest.raises(InvalidInputError, match="question_penalty"):
             SearchConfig(question_penalty=bad)
+
+
+@pytest.mark.parametrize(
+    ("query", "names", "masked"),
+    [
+        ("What did Melanie paint?", ["Melanie"], "What did the person paint?"),
+        ("what did melanie's kids like?", ["Melanie"], "what did the person kids like?"),
+        (
+            "Did Jon Smith meet Gina?",
+            ["Jon Smith", "Gina"],
+            "Did the person the person meet the person?",
+        ),
+        ("Melanoma and Melanie", ["Melanie"], "Melanoma and the person"),  # whole words only
+        ("Where does Sam live?", [], "Where does Sam live?"),
+        ("Where does A live?", ["A"], "Where does A live?"),  # one-letter words are left alone
+    ],
+)
+def test_mask_names(query: str, names: list[str], masked: str) -> None:
+    assert mask_names(query, names) == masked

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from engram import (
+    HYBRID,
     HashEmbedder,
     InvalidInputError,
     Memory,
@@ -252,6 +254,35 @@ def test_update_replaces_sentence_keys_in_one_step(mem: Memory) -> None:
     mem.update(turn.id, "Just one sentence now.", user_id="u1")
     assert mem.list(user_id="u1", kinds=["sentence"]) == []
     assert len(mem.delete(turn.id, user_id="u1")) == 1
+
+
+class RecordingEmbedder(HashEmbedder):
+    """The fake embedder, remembering every text it was asked to embed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        self.seen.extend(texts)
+        return super().embed_batch(texts)
+
+
+def test_embedding_retrievers_see_speaker_names_masked(tmp_path: Path) -> None:
+    embedder = RecordingEmbedder()
+    with Memory(store=SqliteStore(tmp_path / "m.db"), embedder=embedder) as m:
+        m.add([{"role": "user", "name": "Melanie", "content": "I painted a sunset."},
+               {"role": "assistant", "name": "Caroline", "content": "Lovely colours!"}],
+              user_id="u1", session_id="s1")  # fmt: skip
+        assert m.store.speakers("u1") == {"Melanie", "Caroline"}
+        hits = m.search("What did Melanie paint?", user_id="u1", limit=1)
+        assert embedder.seen[-1] == "What did the person paint?"
+        assert hits[0].record.name == "Melanie"  # the speaker factor still reads the name
+        m.search("What did Melanie paint?", user_id="u1", config=HYBRID.with_(mask_speakers=False))
+        assert embedder.seen[-1] == "What did Melanie paint?"
+        m.add([{"role": "user", "name": "Gina", "content": "Hi"}], user_id="u1", session_id="s2")
+        assert m.store.speakers("u1") == {"Melanie", "Caroline", "Gina"}  # follows writes
+        assert m.store.speakers("u2") == frozenset()
 
 
 def _assert_span_vectors_are_turn_means(mem: Memory) -> int:

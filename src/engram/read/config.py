@@ -35,6 +35,9 @@ class SearchConfig:
     - ``speaker_weight``: multiply a hit's score by ``1 + w`` when the query names its speaker.
     - ``question_penalty``: multiply the score of a turn that asks a question (ends with "?")
       by ``1 - p``: a question rarely holds the fact being looked for.
+    - ``mask_speakers``: the embedding retrievers see the query with the names of the user's
+      speakers replaced by "the person" (the lexical one sees it as written); the speaker
+      factor still uses the names.
     - ``time_weight`` / ``time_tolerance_days``: when the query says when ("last Saturday",
       "two weeks ago", "in May"), resolved against the question date, multiply the score of a
       hit inside that window by ``1 + w`` (fading to 1 over the tolerance outside it).
@@ -55,6 +58,7 @@ class SearchConfig:
     recency_half_life_days: float = 30.0
     speaker_weight: float = 0.0
     question_penalty: float = 0.0
+    mask_speakers: bool = False
     time_weight: float = 0.0
     time_tolerance_days: float = 7.0
     session_aggregation: Aggregation = "max"
@@ -96,7 +100,7 @@ class SearchConfig:
 # sentence keys and a deeper candidate pool lift the multi-hop questions most.
 _SCORING = SearchConfig(
     fusion="weighted", key_decay=0.3, candidates=300, speaker_weight=1.0, question_penalty=0.2,
-    time_weight=1.0,
+    mask_speakers=True, time_weight=1.0,
 )  # fmt: skip
 LEXICAL = _SCORING.with_(name="lexical", semantic=False)
 SEMANTIC = _SCORING.with_(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
     "asks_question",
+    "mask_names",
     "minmax",
     "question_factor",
     "recency_factor",
@@ -98,3 +99,15 @@ def question_factor(text: str, *, penalty: float) -> float:
     """``1 - penalty`` for a turn that asks a question, else 1: "What's your best camping
     memory?" shares the words of a question about camping but rarely holds its answer."""
     return 1.0 - penalty if penalty and asks_question(text) else 1.0
+
+
+def mask_names(text: str, names: Iterable[str], *, mask: str = "the person") -> str:
+    """``text`` with every word of the given names (and its possessive) replaced by ``mask``:
+    "What did Melanie paint?" -> "What did the person paint?". Used on the query the embedding
+    retrievers see: keys carry their speaker's name, so a name in the embedded query pulls in
+    every turn by or to that person, while the speaker factor already favours their turns."""
+    parts = sorted({w for name in names for w in _WORD.findall(name) if len(w) > 1}, key=len)
+    if not parts:
+        return text
+    pattern = r"\b(?:" + "|".join(re.escape(w) for w in reversed(parts)) + r")(?:'s)?\b"
+    return re.sub(r"\s+", " ", re.sub(pattern, mask, text, flags=re.IGNORECASE)).strip()

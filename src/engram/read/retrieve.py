@@ -10,6 +10,7 @@ from datetime import datetime
 from engram.embed.base import Vectors
 from engram.read.config import SearchConfig
 from engram.read.fusion import (
+    mask_names,
     question_factor,
     recency_factor,
     rrf,
@@ -77,13 +78,15 @@ def _retrieve(
     retrieved: dict[str, list[ScoredId]] = {}
     if config.lexical:
         retrieved["lexical"] = store.lexical_search(query, where, config.candidates)
+    if not (config.semantic or config.sentence):
+        return retrieved
+    masked = mask_names(query, store.speakers(where.user_id)) if config.mask_speakers else query
+    vector = embed_query(masked)
     if config.semantic:
-        retrieved["semantic"] = store.vector_search(embed_query(query), where, config.candidates)
+        retrieved["semantic"] = store.vector_search(vector, where, config.candidates)
     if config.sentence:
         sentences = replace(where, kinds=(RecordKind.SENTENCE, RecordKind.TURN))
-        retrieved["sentence"] = store.vector_search(
-            embed_query(query), sentences, config.candidates
-        )
+        retrieved["sentence"] = store.vector_search(vector, sentences, config.candidates)
     return retrieved
 
 

@@ -82,6 +82,10 @@ class Store(Protocol):
         """The audit trail of a record, oldest first."""
         ...
 
+    def speakers(self, user_id: str) -> frozenset[str]:
+        """The names of the speakers of the user's turns (the turns' ``name``)."""
+        ...
+
     def lexical_search(
         self, query: str, where: RecordFilter, limit: int
     ) -> builtins.list[ScoredId]:

@@ -58,6 +58,7 @@ class SqliteStore:
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
         self._lock = threading.RLock()
         self._matrices: OrderedDict[str, UserMatrix] = OrderedDict()
+        self._speakers: OrderedDict[str, tuple[int, frozenset[str]]] = OrderedDict()
         self._dim: int | None = None
         if self.path != ":memory:":
             self._conn.execute("PRAGMA journal_mode = WAL")
@@ -307,6 +308,23 @@ class SqliteStore:
                 [match, *params, limit],
             ).fetchall()
         return [(rid, -float(score)) for rid, score in rows]
+
+    def speakers(self, user_id: str) -> frozenset[str]:
+        with self._lock:
+            gen = self._generation(user_id)
+            cached = self._speakers.get(user_id)
+            if cached is None or cached[0] != gen:
+                rows = self._conn.execute(
+                    "SELECT DISTINCT name FROM records "
+                    "WHERE user_id = ? AND kind = 'turn' AND name IS NOT NULL",
+                    (user_id,),
+                ).fetchall()
+                cached = (gen, frozenset(str(row[0]) for row in rows))
+                self._speakers[user_id] = cached
+            self._speakers.move_to_end(user_id)
+            while len(self._speakers) > self._cached_users:
+                self._speakers.popitem(last=False)
+            return cached[1]
 
     def _matrix(self, user_id: str) -> UserMatrix:
         gen = self._generation(user_id)
