@@ -57,6 +57,7 @@ ROUNDS: Build = (0, False, "embed")
 WINDOWS: Build = (3, False, "embed")
 MEAN: Build = (3, False, "mean")
 DEFAULT: Build = (3, True, "mean")
+TUNED = (("lexical", 2.0), ("semantic", 1.0), ("sentence", 0.5))  # before names were masked
 OLD_HYBRID = HYBRID.with_(
     sentence=False, candidates=100, question_penalty=0.0, mask_speakers=False,
     weights=(("lexical", 2.0), ("semantic", 1.0)),
@@ -77,13 +78,18 @@ STEPS: list[tuple[str, Build, SearchConfig]] = [
     ("window/round vectors = mean of turn vectors", MEAN, OLD_HYBRID),
     ("+ 300 candidates per retriever", MEAN, OLD_HYBRID.with_(candidates=300)),
     ("+ question penalty 0.2", MEAN, OLD_HYBRID.with_(candidates=300, question_penalty=0.2)),
-    ("+ sentence keys and retriever (0.5)", DEFAULT, HYBRID.with_(mask_speakers=False)),
-    ("+ speaker names masked in the embedded query = HYBRID preset", DEFAULT, HYBRID),
+    ("+ sentence keys and retriever (0.5)", DEFAULT,
+     HYBRID.with_(mask_speakers=False, weights=TUNED)),
+    ("+ speaker names masked in the embedded query", DEFAULT, HYBRID.with_(weights=TUNED)),
+    ("+ equal weights 1 : 1 : 1 = HYBRID preset", DEFAULT, HYBRID),
     ("LEXICAL preset", DEFAULT, LEXICAL),
     ("SEMANTIC preset", DEFAULT, SEMANTIC),
     ("HYBRID, RRF instead of weighted", DEFAULT, HYBRID.with_(fusion="rrf")),
-    ("HYBRID, sentence weight 1.0", DEFAULT,
+    ("HYBRID, lexical 2 : semantic 1 : sentence 1", DEFAULT,
      HYBRID.with_(weights=(("lexical", 2.0), ("semantic", 1.0), ("sentence", 1.0)))),
+    ("HYBRID, lexical 1.5 : semantic 1 : sentence 1", DEFAULT,
+     HYBRID.with_(weights=(("lexical", 1.5), ("semantic", 1.0), ("sentence", 1.0)))),
+    ("HYBRID, names not masked", DEFAULT, HYBRID.with_(mask_speakers=False)),
     ("HYBRID, 100 candidates", DEFAULT, HYBRID.with_(candidates=100)),
     ("HYBRID, text-embedded windows", (3, True, "embed"), HYBRID),
 ]  # fmt: skip
