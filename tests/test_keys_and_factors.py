@@ -119,7 +119,12 @@ def test_search_config_checks_the_new_fields() -> None:
     ("query", "names", "masked"),
     [
         ("What did Melanie paint?", ["Melanie"], "What did the person paint?"),
-        ("what did melanie's kids like?", ["Melanie"], "what did the person kids like?"),
+        ("What did Melanie's kids like?", ["Melanie"], "What did the person kids like?"),
+        (
+            "Will May come? You will see in may.",
+            ["May"],
+            "Will the person come? You will see in may.",
+        ),
         (
             "Did Jon Smith meet Gina?",
             ["Jon Smith", "Gina"],

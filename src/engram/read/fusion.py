@@ -103,11 +103,12 @@ def question_factor(text: str, *, penalty: float) -> float:
 
 def mask_names(text: str, names: Iterable[str], *, mask: str = "the person") -> str:
     """``text`` with every word of the given names (and its possessive) replaced by ``mask``:
-    "What did Melanie paint?" -> "What did the person paint?". Used on the query the embedding
+    "What did Melanie paint?" -> "What did the person paint?". Case-sensitive, so that a speaker
+    called "May" or "Will" leaves "may" and "will" alone. Used on the query the embedding
     retrievers see: keys carry their speaker's name, so a name in the embedded query pulls in
     every turn by or to that person, while the speaker factor already favours their turns."""
     parts = sorted({w for name in names for w in _WORD.findall(name) if len(w) > 1}, key=len)
     if not parts:
         return text
     pattern = r"\b(?:" + "|".join(re.escape(w) for w in reversed(parts)) + r")(?:'s)?\b"
-    return re.sub(r"\s+", " ", re.sub(pattern, mask, text, flags=re.IGNORECASE)).strip()
+    return re.sub(r"\s+", " ", re.sub(pattern, mask, text)).strip()
