@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from engram.errors import EmbeddingError
 
-__all__ = ["CachedQueryEmbedder", "Embedder", "Vectors", "embed_texts"]
+__all__ = ["CachedQueryEmbedder", "Embedder", "Vectors", "embed_texts", "normalise_rows"]
 
 Vectors = npt.NDArray[np.float32]
 
@@ -53,6 +53,11 @@ def embed_texts(embedder: Embedder, texts: Sequence[str], batch_size: int = 256)
     vectors = np.vstack(parts)
     if not np.isfinite(vectors).all():
         raise EmbeddingError(f"embedder {embedder.name!r} returned non-finite values")
+    return normalise_rows(vectors)
+
+
+def normalise_rows(vectors: npt.NDArray[np.floating[Any]]) -> Vectors:
+    """Each row scaled to unit length (an all-zero row stays zero), as float32."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0.0] = 1.0
     normalised: Vectors = (vectors / norms).astype(np.float32)

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import numpy as np
 
-from engram.embed.base import Vectors
+from engram.embed.base import Vectors, normalise_rows
 from engram.types import MemoryRecord, RecordKind
 from engram.write.messages import Message
 
@@ -205,11 +205,9 @@ def span_vectors(spans: Sequence[MemoryRecord], turns: Mapping[str, Vectors], di
     embedding the key's joined text, at no model cost (docs/benchmarks.md)."""
     if not spans:
         return np.zeros((0, dim), dtype=np.float32)
-    means = np.vstack([np.mean([turns[i] for i in key.provenance], axis=0) for key in spans])
-    norms = np.linalg.norm(means, axis=1, keepdims=True)
-    norms[norms == 0.0] = 1.0
-    out: Vectors = (means / norms).astype(np.float32)
-    return out
+    return normalise_rows(
+        np.vstack([np.mean([turns[i] for i in key.provenance], axis=0) for key in spans])
+    )
 
 
 def rekey(key: MemoryRecord, turns: Sequence[MemoryRecord]) -> str:
