@@ -19,6 +19,7 @@ __all__ = [
     "delete_rows",
     "derived",
     "get_record",
+    "index_text",
     "insert_records",
     "where_sql",
     "write_history",
@@ -64,6 +65,14 @@ def write_history(
     )
 
 
+def index_text(conn: sqlite3.Connection, rowid: int | None, record: MemoryRecord) -> None:
+    """Give a record its full-text row, unless its kind is vector-only."""
+    if record.kind not in VECTOR_ONLY_KINDS:
+        conn.execute(
+            "INSERT INTO records_fts (rowid, key_text) VALUES (?, ?)", (rowid, record.key_text)
+        )
+
+
 def insert_records(
     conn: sqlite3.Connection, records: Sequence[MemoryRecord], vectors: Vectors
 ) -> list[tuple[MemoryRecord, int]]:
@@ -82,11 +91,7 @@ def insert_records(
             "INSERT INTO vectors (rowid, user_id, vector) VALUES (?, ?, ?)",
             (rowid, record.user_id, vectors[i].astype(np.float32).tobytes()),
         )
-        if record.kind not in VECTOR_ONLY_KINDS:
-            conn.execute(
-                "INSERT INTO records_fts (rowid, key_text) VALUES (?, ?)",
-                (rowid, record.key_text),
-            )
+        index_text(conn, rowid, record)
         conn.executemany(
             "INSERT OR IGNORE INTO sources (source_id, record_id) VALUES (?, ?)",
             [(src, record.id) for src in record.provenance],

@@ -20,6 +20,7 @@ from engram.store.sqlite.ops import (
     delete_rows,
     derived,
     get_record,
+    index_text,
     insert_records,
     where_sql,
     write_history,
@@ -173,11 +174,7 @@ class SqliteStore:
                     (vector.astype(np.float32).tobytes(), rowid),
                 )
                 conn.execute("DELETE FROM records_fts WHERE rowid = ?", (rowid,))
-                if new.kind not in VECTOR_ONLY_KINDS:
-                    conn.execute(
-                        "INSERT INTO records_fts (rowid, key_text) VALUES (?, ?)",
-                        (rowid, new.key_text),
-                    )
+                index_text(conn, rowid, new)
                 write_history(conn, new, "UPDATE", old.text, text)
                 updated.append(new)
             dropped = [get_record(conn, user_id, record_id) for record_id in drop]
