@@ -27,7 +27,10 @@ STORE_FACTORIES = {"sqlite-file": _sqlite_file, "sqlite-memory": _sqlite_memory}
 @pytest.fixture(autouse=True)
 def _no_engram_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads the developer's ENGRAM_* settings."""
-    for name in ("ENGRAM_DB", "ENGRAM_EMBEDDER", "ENGRAM_OPENAI_BASE_URL", "ENGRAM_OPENAI_API_KEY"):
+    for name in (
+        "ENGRAM_DB", "ENGRAM_EMBEDDER", "ENGRAM_OPENAI_BASE_URL", "ENGRAM_OPENAI_API_KEY",
+        "ENGRAM_EMBED_CACHE",
+    ):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
 
 

@@ -136,3 +136,28 @@ def test_bad_arguments(tmp_path: Path) -> None:
         run_longmemeval(data, tmp_path / "r", embedder="hash", baselines=["splade"])
     with pytest.raises(InvalidInputError):
         run_longmemeval(data, tmp_path / "r", embedder="hash", preset="nonsense")
+
+
+def test_a_disk_cache_embeds_the_haystack_once_across_runs_and_never_the_questions(
+    tmp_path: Path,
+) -> None:
+    from engram import DiskCachedEmbedder, HashEmbedder
+
+    data = locomo_file(tmp_path / "locomo.json")
+    path = tmp_path / "vectors.sqlite"
+    first = run_locomo(data, tmp_path / "one", preset="hybrid",
+                       embedder=DiskCachedEmbedder(HashEmbedder(), path))  # fmt: skip
+    with DiskCachedEmbedder(HashEmbedder(), path) as probe:
+        stored = probe.entries()
+    assert stored > 0
+    warm = DiskCachedEmbedder(HashEmbedder(), path)
+    second = run_locomo(data, tmp_path / "two", preset="hybrid", embedder=warm)
+    assert warm.misses == 0 and warm.hits > 0  # every haystack text came from the file
+    assert warm.entries() == stored  # and the questions, embedded by the model, were not added
+    assert second["results"] == first["results"]
+    rankings = [
+        [r["results"][s]["turns"] for s in r["results"]] for r in read_rows(tmp_path / "one")
+    ]
+    assert rankings == [
+        [r["results"][s]["turns"] for s in r["results"]] for r in read_rows(tmp_path / "two")
+    ]

@@ -39,6 +39,16 @@ def test_vectors_are_unit_length_and_meaningful(
     assert float(v[0] @ v[1]) > float(v[0] @ v[2]) + 0.3
 
 
+def test_batches_of_similar_length_give_each_text_its_own_vector(
+    bundled_embedder: SentenceTransformerEmbedder,
+) -> None:
+    texts = ["a dog", "Lisbon in June " * 60, "a puppy", "quarterly tax filing, " * 20, "a dog"]
+    together = bundled_embedder.embed_batch(texts)
+    alone = np.vstack([bundled_embedder.embed_batch([t]) for t in texts])
+    assert together.shape == (5, 384)
+    np.testing.assert_allclose(together, alone, atol=1e-5)  # back in input order, unpadded
+
+
 @pytest.mark.parametrize(
     ("question", "expected"),
     [

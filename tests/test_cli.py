@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 import subprocess
 import sys
 from datetime import datetime
@@ -112,6 +113,23 @@ def test_env_settings_and_options_after_the_command(
     result = run("stats", "--pretty", "--db", str(other), base=False)
     assert result.code == 0
     assert result.out.splitlines()[0].split() == ["turn", "records", "1"]
+
+
+def test_embed_cache_option_and_env(
+    run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "vectors.sqlite"
+    result = run(
+        "add", "--user", "u1", "--content", "I moved to Lisbon.", "--embed-cache", str(cache)
+    )
+    assert result.code == 0, result.err
+    with sqlite3.connect(cache) as conn:
+        assert conn.execute("SELECT count(*) FROM vectors").fetchone()[0] > 0
+    monkeypatch.setenv("ENGRAM_EMBED_CACHE", str(tmp_path / "env.sqlite"))
+    assert run("add", "--user", "u1", "--content", "My cat is Miso.").code == 0
+    assert (tmp_path / "env.sqlite").exists()
+    bad = run("add", "--user", "u1", "--content", "x", "--embed-cache", str(tmp_path))
+    assert_one_line_error(bad, 1, "cannot open embedding cache")
 
 
 def test_read_commands_need_an_existing_database(run: Any, db: Path) -> None:

@@ -16,7 +16,8 @@ from engram.cli.main import cli
 from engram.config import EMBEDDER_SPECS
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
-COMMON = {"--db", "--embedder", "--pretty", "--help", "-h"}  # under "Global options"
+# documented under "Global options"
+COMMON = {"--db", "--embedder", "--embed-cache", "--pretty", "--help", "-h"}
 
 
 def sections() -> dict[str, str]:

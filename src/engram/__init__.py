@@ -7,6 +7,7 @@
 """
 
 from engram.embed import (
+    DiskCachedEmbedder,
     Embedder,
     HashEmbedder,
     OpenAIEmbedder,
@@ -46,6 +47,7 @@ __all__ = [
     "SEMANTIC",
     "ConfigurationError",
     "DataError",
+    "DiskCachedEmbedder",
     "Embedder",
     "EmbeddingError",
     "EngramError",

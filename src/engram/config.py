@@ -7,6 +7,7 @@ variable                    default             meaning
 ``ENGRAM_EMBEDDER``         ``bundled``         an embedder spec, see :func:`make_embedder`
 ``ENGRAM_OPENAI_BASE_URL``  OpenAI's API        base URL of an OpenAI-compatible server
 ``ENGRAM_OPENAI_API_KEY``   none                its API key
+``ENGRAM_EMBED_CACHE``      none                a SQLite file that keeps computed vectors
 ==========================  ==================  =============================================
 
 The library itself never reads the environment: ``Memory`` takes its store and embedder as
@@ -44,6 +45,7 @@ class Settings:
     embedder: str = "bundled"
     openai_base_url: str | None = None
     openai_api_key: str | None = field(default=None, repr=False)
+    embed_cache: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -59,6 +61,7 @@ class Settings:
             embedder=get("ENGRAM_EMBEDDER") or cls.embedder,
             openai_base_url=get("ENGRAM_OPENAI_BASE_URL"),
             openai_api_key=get("ENGRAM_OPENAI_API_KEY"),
+            embed_cache=get("ENGRAM_EMBED_CACHE"),
         )
 
     def with_(self, **changes: Any) -> Settings:
@@ -83,10 +86,20 @@ def make_embedder(spec: str, settings: Settings | None = None) -> Embedder:
     - ``st:NAME_OR_PATH``: a sentence-transformers model;
     - ``openai:MODEL``: an OpenAI-compatible endpoint (base URL and key from ``settings``);
     - ``hash`` or ``hash:DIM``: the deterministic test fake.
+
+    With ``settings.embed_cache`` set, the embedder keeps its vectors in that file and reuses
+    them (:class:`~engram.embed.DiskCachedEmbedder`).
     """
-    from engram.embed import HashEmbedder, OpenAIEmbedder, SentenceTransformerEmbedder
+    from engram.embed import DiskCachedEmbedder
 
     settings = settings or Settings()
+    model = _model(spec, settings)
+    return DiskCachedEmbedder(model, settings.embed_cache) if settings.embed_cache else model
+
+
+def _model(spec: str, settings: Settings) -> Embedder:
+    from engram.embed import HashEmbedder, OpenAIEmbedder, SentenceTransformerEmbedder
+
     kind, sep, arg = spec.strip().partition(":")
     arg = arg.strip()
     if kind == "bundled" and not sep:

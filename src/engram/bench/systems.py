@@ -68,10 +68,13 @@ class MemoEmbedder:
     """Remembers the vectors of the texts it embeds while :attr:`recording` is true, so that
     Engram and the dense baseline embed each turn of a corpus once. Record while indexing, not
     while asking (each system then pays for embedding its questions, and latencies compare);
-    call :meth:`clear` between corpora."""
+    call :meth:`clear` between corpora. While not recording, texts go to ``asking`` (default
+    ``inner``): the model itself when ``inner`` is a disk cache, so questions are never served
+    from one."""
 
-    def __init__(self, inner: Embedder) -> None:
+    def __init__(self, inner: Embedder, asking: Embedder | None = None) -> None:
         self.inner = inner
+        self.asking = asking or inner
         self.recording = True
         self._memo: dict[str, np.ndarray[Any, np.dtype[np.float32]]] = {}
 
@@ -87,7 +90,8 @@ class MemoEmbedder:
         missing = dedupe(t for t in texts if t not in self._memo)
         fresh: dict[str, np.ndarray[Any, np.dtype[np.float32]]] = {}
         if missing:
-            vectors = np.asarray(self.inner.embed_batch(missing), dtype=np.float32)
+            model = self.inner if self.recording else self.asking
+            vectors = np.asarray(model.embed_batch(missing), dtype=np.float32)
             if vectors.shape != (len(missing), self.dim):
                 raise EmbeddingError(f"embedder {self.name!r} returned shape {vectors.shape}")
             fresh = dict(zip(missing, vectors, strict=True))

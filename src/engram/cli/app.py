@@ -2,8 +2,8 @@
 opened :class:`~engram.Memory`), the common options and option types.
 
 A command module registers its commands on the ``engram`` group with ``register(group)`` and
-uses :data:`pass_app` and :func:`common_options`, so ``--db``, ``--embedder`` and ``--pretty``
-work before or after the command name.
+uses :data:`pass_app` and :func:`common_options`, so ``--db``, ``--embedder``, ``--embed-cache``
+and ``--pretty`` work before or after the command name.
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ def _set_setting(ctx: click.Context, param: click.Parameter, value: Any) -> None
 
 
 def common_options(func: F) -> F:
-    """``--db``, ``--embedder`` and ``--pretty``, accepted by the group and by every command."""
+    """``--db``, ``--embedder``, ``--embed-cache`` and ``--pretty``, accepted by the group and by
+    every command."""
     options = [
         click.option(
             "--db", metavar="PATH", expose_value=False, callback=_set_setting,
@@ -92,6 +93,11 @@ def common_options(func: F) -> F:
             "--embedder", metavar="SPEC", expose_value=False, callback=_set_setting,
             help="bundled | st:NAME_OR_PATH | openai:MODEL | hash[:DIM] (test fake) "
             "(env ENGRAM_EMBEDDER; default bundled).",
+        ),
+        click.option(
+            "--embed-cache", metavar="PATH", expose_value=False, callback=_set_setting,
+            help="Keep computed vectors in this SQLite file and reuse them "
+            "(env ENGRAM_EMBED_CACHE; default: none).",
         ),
         click.option(
             "--pretty", is_flag=True, expose_value=False, callback=_set_setting,

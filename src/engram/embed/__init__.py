@@ -1,6 +1,8 @@
-"""Embedders: the protocol, the bundled local model, an OpenAI-compatible client, a test fake."""
+"""Embedders: the protocol, the bundled local model, an OpenAI-compatible client, a test fake,
+a persistent cache of vectors."""
 
 from engram.embed.base import CachedQueryEmbedder, Embedder, Vectors, embed_texts
+from engram.embed.cache import DiskCachedEmbedder
 from engram.embed.fake import HashEmbedder
 from engram.embed.local import BUNDLED_MODEL, SentenceTransformerEmbedder, bundled_model_path
 from engram.embed.openai import OpenAIEmbedder
@@ -8,6 +10,7 @@ from engram.embed.openai import OpenAIEmbedder
 __all__ = [
     "BUNDLED_MODEL",
     "CachedQueryEmbedder",
+    "DiskCachedEmbedder",
     "Embedder",
     "HashEmbedder",
     "OpenAIEmbedder",
