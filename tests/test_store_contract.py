@@ -74,6 +74,29 @@ def test_add_roundtrip_and_idempotent(filled: Store) -> None:
     assert len(filled.list(RecordFilter("u1"), limit=100)) == 5
 
 
+def test_add_skips_repeated_and_taken_ids(filled: Store) -> None:
+    batch = [rec("d", "first", seq=2), rec("d", "second", seq=3), rec("x", "user two's id", seq=4)]
+    assert [r.id for r in filled.add(batch, vec(5, 6, 7))] == ["d"]
+    [d] = filled.get_many("u1", ["d"])
+    assert d.text == "first"
+    assert filled.vector_search(vec(5)[0], RecordFilter("u1"), 1) == [("d", pytest.approx(1.0))]
+    assert filled.vector_search(vec(7)[0], RecordFilter("u1"), 1)[0][1] == 0.0  # "x" not added
+    assert [e.event for e in filled.history("u1", "d")] == ["ADD"]
+    assert filled.get_many("u2", ["x"])[0].text == "the quick brown fox of user two"
+
+
+def test_vector_search_after_many_small_writes(filled: Store) -> None:
+    filled.vector_search(vec(0)[0], RecordFilter("u1"), 1)  # the user's vectors now in memory
+    rng = np.random.default_rng(7)
+    added = rng.standard_normal((150, DIM)).astype(np.float32)
+    added /= np.linalg.norm(added, axis=1, keepdims=True)
+    for i, v in enumerate(added):
+        filled.add([rec(f"g{i}", f"note {i}", seq=10 + i)], v[None, :])
+    for i in (0, 77, 149):
+        assert filled.vector_search(added[i], RecordFilter("u1"), 1)[0][0] == f"g{i}"
+    assert len(filled.vector_search(added[0], RecordFilter("u1"), 500)) == 4 + 150
+
+
 def test_scope_is_enforced_by_the_store(filled: Store) -> None:
     assert filled.get_many("u1", ["x"]) == []
     assert [r.id for r in filled.list(RecordFilter("u2"), limit=10)] == ["x"]

@@ -19,6 +19,7 @@ __all__ = [
     "delete_rows",
     "derived",
     "get_record",
+    "has_text_row",
     "index_text",
     "insert_records",
     "where_sql",
@@ -55,50 +56,72 @@ def bump(conn: sqlite3.Connection, user_id: str) -> int:
     )
 
 
-def write_history(
-    conn: sqlite3.Connection, record: MemoryRecord, event: str, old: str | None, new: str | None
-) -> None:
-    conn.execute(
+Event = tuple[MemoryRecord, str, str | None, str | None]  # record, event, old text, new text
+
+
+def write_history(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
+    now = to_iso(datetime.now(UTC))
+    conn.executemany(
         "INSERT INTO history (record_id, user_id, event, old_text, new_text, at) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        (record.id, record.user_id, event, old, new, to_iso(datetime.now(UTC))),
+        [(r.id, r.user_id, event, old, new, now) for r, event, old, new in events],
     )
 
 
-def index_text(conn: sqlite3.Connection, rowid: int | None, record: MemoryRecord) -> None:
-    """Give a record its full-text row, unless its kind is vector-only."""
-    if record.kind not in VECTOR_ONLY_KINDS:
-        conn.execute(
-            "INSERT INTO records_fts (rowid, key_text) VALUES (?, ?)", (rowid, record.key_text)
+def has_text_row(record: MemoryRecord) -> bool:
+    """Whether a record gets a full-text row: every kind but the vector-only ones."""
+    return record.kind not in VECTOR_ONLY_KINDS
+
+
+def index_text(conn: sqlite3.Connection, rows: Sequence[tuple[int, MemoryRecord]]) -> None:
+    """Give each (rowid, record) its full-text row, unless its kind is vector-only."""
+    conn.executemany(
+        "INSERT INTO records_fts (rowid, key_text) VALUES (?, ?)",
+        [(rowid, r.key_text) for rowid, r in rows if has_text_row(r)],
+    )
+
+
+def _existing(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
+    """id -> rowid of those of ``ids`` that are stored (for any user)."""
+    found: dict[str, int] = {}
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        found.update(
+            conn.execute(
+                f"SELECT id, rowid FROM records WHERE id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
         )
+    return found
 
 
 def insert_records(
     conn: sqlite3.Connection, records: Sequence[MemoryRecord], vectors: Vectors
 ) -> list[tuple[MemoryRecord, int]]:
-    """Insert records not stored yet; (record, row of ``vectors``) for each one inserted."""
-    inserted: list[tuple[MemoryRecord, int]] = []
-    placeholders = ", ".join("?" * 16)
-    for i, record in enumerate(records):
-        cur = conn.execute(
-            f"INSERT OR IGNORE INTO records ({RECORD_COLUMNS}) VALUES ({placeholders})",
-            record_params(record),
-        )
-        if cur.rowcount == 0:
-            continue
-        rowid = cur.lastrowid
-        conn.execute(
-            "INSERT INTO vectors (rowid, user_id, vector) VALUES (?, ?, ?)",
-            (rowid, record.user_id, vectors[i].astype(np.float32).tobytes()),
-        )
-        index_text(conn, rowid, record)
-        conn.executemany(
-            "INSERT OR IGNORE INTO sources (source_id, record_id) VALUES (?, ?)",
-            [(src, record.id) for src in record.provenance],
-        )
-        write_history(conn, record, "ADD", None, record.text)
-        inserted.append((record, i))
-    return inserted
+    """Insert records not stored yet (an id already stored, or repeated in ``records``, is
+    skipped); (record, row of ``vectors``) for each one inserted. One statement per table."""
+    ids = [r.id for r in records]
+    stored = _existing(conn, ids)
+    first = {record_id: i for i, record_id in reversed(list(enumerate(ids)))}
+    new = [(r, i) for i, r in enumerate(records) if r.id not in stored and first[r.id] == i]
+    if not new:
+        return []
+    conn.executemany(
+        f"INSERT INTO records ({RECORD_COLUMNS}) VALUES ({', '.join('?' * 16)})",
+        [record_params(r) for r, _ in new],
+    )
+    rowids = _existing(conn, [r.id for r, _ in new])
+    conn.executemany(
+        "INSERT INTO vectors (rowid, user_id, vector) VALUES (?, ?, ?)",
+        [(rowids[r.id], r.user_id, vectors[i].astype(np.float32).tobytes()) for r, i in new],
+    )
+    index_text(conn, [(rowids[r.id], r) for r, _ in new])
+    conn.executemany(
+        "INSERT OR IGNORE INTO sources (source_id, record_id) VALUES (?, ?)",
+        [(src, r.id) for r, _ in new for src in r.provenance],
+    )
+    write_history(conn, [(r, "ADD", None, r.text) for r, _ in new])
+    return new
 
 
 def get_record(conn: sqlite3.Connection, user_id: str, record_id: str) -> MemoryRecord:

@@ -20,6 +20,7 @@ from engram.store.sqlite.ops import (
     delete_rows,
     derived,
     get_record,
+    has_text_row,
     index_text,
     insert_records,
     where_sql,
@@ -31,7 +32,6 @@ from engram.store.sqlite.vectors import UserMatrix, top_k
 from engram.store.text import query_terms
 from engram.types import (
     DERIVED_KEY_KINDS,
-    VECTOR_ONLY_KINDS,
     HistoryEvent,
     MemoryRecord,
     RecordFilter,
@@ -174,15 +174,13 @@ class SqliteStore:
                     (vector.astype(np.float32).tobytes(), rowid),
                 )
                 conn.execute("DELETE FROM records_fts WHERE rowid = ?", (rowid,))
-                index_text(conn, rowid, new)
-                write_history(conn, new, "UPDATE", old.text, text)
+                index_text(conn, [(rowid, new)])
+                write_history(conn, [(new, "UPDATE", old.text, text)])
                 updated.append(new)
             dropped = [get_record(conn, user_id, record_id) for record_id in drop]
-            for gone in dropped:
-                write_history(conn, gone, "DELETE", gone.text, None)
+            write_history(conn, [(gone, "DELETE", gone.text, None) for gone in dropped])
             if drop:  # sentence keys have no full-text row: no index merge for them
-                indexed = any(r.kind not in VECTOR_ONLY_KINDS for r in dropped)
-                delete_rows(conn, user_id, drop, merge_fts=indexed)
+                delete_rows(conn, user_id, drop, merge_fts=any(map(has_text_row, dropped)))
             insert_records(conn, add, fresh)
             bump(conn, user_id)
         self._matrices.pop(user_id, None)
@@ -192,8 +190,7 @@ class SqliteStore:
         with self._tx() as conn:
             record = get_record(conn, user_id, record_id)
             keys = [r for r in derived(conn, user_id, record_id) if r.kind in DERIVED_KEY_KINDS]
-            for gone in (record, *keys):
-                write_history(conn, gone, "DELETE", gone.text, None)
+            write_history(conn, [(gone, "DELETE", gone.text, None) for gone in (record, *keys)])
             doomed = [record_id, *(r.id for r in keys)]
             delete_rows(conn, user_id, doomed)
             bump(conn, user_id)
@@ -334,10 +331,10 @@ class SqliteStore:
             "JOIN records r ON r.rowid = v.rowid WHERE v.user_id = ? ORDER BY v.rowid",
             (user_id,),
         ).fetchall()
-        matrix = UserMatrix.empty(gen, self._dim or 0)
-        if rows:
-            vecs = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32)
-            matrix.append(gen, [r[:4] for r in rows], vecs.reshape(len(rows), -1))
+        vecs = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32)
+        matrix = UserMatrix.load(
+            gen, [r[:4] for r in rows], vecs.reshape(len(rows), self._dim or 0)
+        )
         self._matrices[user_id] = matrix
         while len(self._matrices) > self._cached_users:
             self._matrices.popitem(last=False)  # least recently searched user

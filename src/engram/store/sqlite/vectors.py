@@ -20,37 +20,57 @@ from engram.embed.base import Vectors
 __all__ = ["UserMatrix", "top_k"]
 
 
+Row = tuple[str, str, str | None, str | None]  # id, kind, session_id, agent_id
+
+
+def _columns(rows: list[Row]) -> list[npt.NDArray[np.object_]]:
+    cols = list(zip(*rows, strict=True)) if rows else [(), (), (), ()]
+    return [np.array(col, dtype=object) for col in cols]
+
+
 @dataclass
 class UserMatrix:
-    """One user's vectors with the columns a search may filter on."""
+    """One user's vectors with the columns a search may filter on. The vectors live in a buffer
+    that grows by doubling, so appending after every write costs amortised O(rows added), not a
+    copy of the whole matrix."""
 
     generation: int
     ids: npt.NDArray[np.object_]
     kinds: npt.NDArray[np.object_]
     sessions: npt.NDArray[np.object_]
     agents: npt.NDArray[np.object_]
-    matrix: Vectors
+    _buffer: Vectors
+    _rows: int
     _kind_masks: dict[tuple[str, ...], npt.NDArray[np.bool_]] = field(default_factory=dict)
     _last: tuple[bytes, Vectors] | None = None
 
     @classmethod
-    def empty(cls, generation: int, dim: int) -> UserMatrix:
-        none = np.empty(0, dtype=object)
-        return cls(generation, none, none, none, none, np.zeros((0, dim), dtype=np.float32))
+    def load(cls, generation: int, rows: list[Row], vectors: Vectors) -> UserMatrix:
+        """A matrix over ``vectors`` as they are (no copy: a read-only array from the database's
+        bytes is fine, the first append copies it into a growable buffer)."""
+        if vectors.dtype != np.float32 or vectors.shape[0] != len(rows):
+            raise ValueError("one float32 vector per row")
+        ids, kinds, sessions, agents = _columns(rows)
+        return cls(generation, ids, kinds, sessions, agents, vectors, len(rows))
 
-    def append(
-        self,
-        generation: int,
-        rows: list[tuple[str, str, str | None, str | None]],
-        vectors: Vectors,
-    ) -> None:
-        """Add rows (id, kind, session_id, agent_id) written by this process."""
-        cols = list(zip(*rows, strict=True)) if rows else [(), (), (), ()]
-        self.ids = np.concatenate([self.ids, np.array(cols[0], dtype=object)])
-        self.kinds = np.concatenate([self.kinds, np.array(cols[1], dtype=object)])
-        self.sessions = np.concatenate([self.sessions, np.array(cols[2], dtype=object)])
-        self.agents = np.concatenate([self.agents, np.array(cols[3], dtype=object)])
-        self.matrix = np.vstack([self.matrix, vectors.astype(np.float32)])
+    @property
+    def matrix(self) -> Vectors:
+        return self._buffer[: self._rows]
+
+    def append(self, generation: int, rows: list[Row], vectors: Vectors) -> None:
+        """Add rows written by this process."""
+        add = [self.ids, self.kinds, self.sessions, self.agents]
+        self.ids, self.kinds, self.sessions, self.agents = (
+            np.concatenate([old, new]) for old, new in zip(add, _columns(rows), strict=True)
+        )
+        needed = self._rows + len(rows)
+        if needed > self._buffer.shape[0] or not self._buffer.flags.writeable:
+            grown = np.empty((max(needed, 2 * self._buffer.shape[0], 64), vectors.shape[1]),
+                             dtype=np.float32)  # fmt: skip
+            grown[: self._rows] = self.matrix
+            self._buffer = grown
+        self._buffer[self._rows : needed] = vectors
+        self._rows = needed
         self.generation = generation
         self._kind_masks = {}
         self._last = None
