@@ -97,6 +97,17 @@ def test_vector_search_after_many_small_writes(filled: Store) -> None:
     assert len(filled.vector_search(added[0], RecordFilter("u1"), 500)) == 4 + 150
 
 
+def test_get_refs_match_the_records_and_keep_scope(filled: Store) -> None:
+    refs = filled.get_refs("u1", ["r", "x", "a", "nope"])
+    assert [r.id for r in refs] == ["r", "a"]  # in order; other users' and unknown ids absent
+    for ref, record in zip(refs, filled.get_many("u1", ["r", "a"]), strict=True):
+        assert (ref.kind, ref.provenance, ref.name, ref.timestamp, ref.text) == (
+            record.kind, record.provenance, record.name, record.timestamp, record.text,
+        )  # fmt: skip
+    assert refs[0].provenance == ("a", "b") and refs[0].kind is RecordKind.ROUND
+    assert filled.get_refs("u2", ["a"]) == []
+
+
 def test_scope_is_enforced_by_the_store(filled: Store) -> None:
     assert filled.get_many("u1", ["x"]) == []
     assert [r.id for r in filled.list(RecordFilter("u2"), limit=10)] == ["x"]

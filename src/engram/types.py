@@ -19,6 +19,7 @@ __all__ = [
     "VECTOR_ONLY_KINDS",
     "HistoryEvent",
     "Hit",
+    "KeyRef",
     "MemoryRecord",
     "RecordFilter",
     "RecordKind",
@@ -107,6 +108,20 @@ class MemoryRecord:
     def key_text(self) -> str:
         """The text that is indexed: the speaker's name, when known, is part of what was said."""
         return f"{self.name}: {self.text}" if self.name else self.text
+
+
+@dataclass(frozen=True)
+class KeyRef:
+    """The part of a record that ranking reads: which turns a key points to, and what the
+    scoring factors look at. Cheaper to load than the whole :class:`MemoryRecord` when a query
+    weighs hundreds of candidate keys and returns ten."""
+
+    id: str
+    kind: RecordKind
+    provenance: tuple[str, ...]
+    name: str | None
+    timestamp: datetime
+    text: str
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,15 @@ from engram.read.fusion import (
 )
 from engram.store.base import ScoredId, Store
 from engram.temporal import resolve_time_window, time_factor
-from engram.types import Hit, MemoryRecord, RecordFilter, RecordKind, RetrieverScore, SessionHit
+from engram.types import (
+    Hit,
+    KeyRef,
+    MemoryRecord,
+    RecordFilter,
+    RecordKind,
+    RetrieverScore,
+    SessionHit,
+)
 
 __all__ = ["aggregate_sessions", "keys_to_values", "search"]
 
@@ -34,14 +42,14 @@ class ValueRanking:
     keys: dict[str, list[str]]
 
 
-def _values_of(key: MemoryRecord) -> tuple[str, ...]:
+def _values_of(key: KeyRef) -> tuple[str, ...]:
     if key.kind is RecordKind.TURN:
         return (key.id,)
     return key.provenance
 
 
 def keys_to_values(
-    hits: Sequence[ScoredId], keys: Mapping[str, MemoryRecord], *, decay: float = 0.0
+    hits: Sequence[ScoredId], keys: Mapping[str, KeyRef], *, decay: float = 0.0
 ) -> ValueRanking:
     """Turn a ranked list of key ids (best first) into a ranking of the values they point to.
     A value scores ``s1 + decay * s2 + decay**2 * s3 + ...`` over the scores of its keys, best
@@ -104,31 +112,30 @@ def search(
     where = RecordFilter(scope.user_id, scope.agent_id, scope.session_id, config.key_kinds)
     retrieved = _retrieve(store, embed_query, query, where, config)
     key_ids = list(dict.fromkeys(rid for hits in retrieved.values() for rid, _ in hits))
-    keys = {r.id: r for r in store.get_many(scope.user_id, key_ids)}
+    keys = {r.id: r for r in store.get_refs(scope.user_id, key_ids)}
     rankings = {  # a turn scores its best sentence: the sentences of one turn are one text
         name: keys_to_values(hits, keys, decay=0.0 if name == "sentence" else config.key_decay)
         for name, hits in retrieved.items()
     }
     fused = _fuse(rankings, config)
-    missing = [v for v, _ in fused if v not in keys]
-    records = dict(keys)
-    records.update((r.id, r) for r in store.get_many(scope.user_id, missing))
+    refs = dict(keys)
+    refs.update(
+        (r.id, r) for r in store.get_refs(scope.user_id, [v for v, _ in fused if v not in keys])
+    )
     rescore = _rescorer(query, config, now)
-    scored = [
-        (score * rescore(records[value_id]), records[value_id])
-        for value_id, score in fused
-        if value_id in records
-    ]
+    scored = [(score * rescore(refs[v]), refs[v]) for v, score in fused if v in refs]
     scored.sort(key=lambda item: (-item[0], item[1].id))
-    return [_hit(record, score, rankings) for score, record in scored[:limit]]
+    top = scored[:limit]
+    records = {r.id: r for r in store.get_many(scope.user_id, [ref.id for _, ref in top])}
+    return [_hit(records[ref.id], score, rankings) for score, ref in top if ref.id in records]
 
 
-def _rescorer(query: str, config: SearchConfig, now: datetime) -> Callable[[MemoryRecord], float]:
+def _rescorer(query: str, config: SearchConfig, now: datetime) -> Callable[[KeyRef], float]:
     """The product of the recency, speaker, question and time factors for a record."""
     query_words = words(query)
     window = resolve_time_window(query, now) if config.time_weight else None
 
-    def factor(record: MemoryRecord) -> float:
+    def factor(record: KeyRef) -> float:
         age = (now - record.timestamp).total_seconds() / 86400.0
         return (
             recency_factor(

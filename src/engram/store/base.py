@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from engram.embed.base import Vectors
-from engram.types import HistoryEvent, MemoryRecord, RecordFilter, StoreStats
+from engram.types import HistoryEvent, KeyRef, MemoryRecord, RecordFilter, StoreStats
 
 __all__ = ["ScoredId", "Store"]
 
@@ -30,6 +30,11 @@ class Store(Protocol):
 
     def get_many(self, user_id: str, ids: Sequence[str]) -> builtins.list[MemoryRecord]:
         """The caller's records among ``ids`` (in that order); others are silently absent."""
+        ...
+
+    def get_refs(self, user_id: str, ids: Sequence[str]) -> builtins.list[KeyRef]:
+        """What ranking needs of the caller's records among ``ids`` (in that order; others are
+        silently absent), as :meth:`get_many` would give it, without the rest of each record."""
         ...
 
     def get_vectors(self, user_id: str, ids: Sequence[str]) -> Vectors:

@@ -8,14 +8,26 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from engram.types import HistoryEvent, MemoryRecord, RecordKind
+from engram.types import HistoryEvent, KeyRef, MemoryRecord, RecordKind
 
-__all__ = ["RECORD_COLUMNS", "from_iso", "record_from_row", "record_params", "to_iso"]
+__all__ = [
+    "RECORD_COLUMNS",
+    "REF_COLUMNS",
+    "from_iso",
+    "record_from_row",
+    "record_params",
+    "ref_from_row",
+    "to_iso",
+]
 
 RECORD_COLUMNS = (
     "id, user_id, agent_id, session_id, kind, role, name, seq, text, timestamp, created_at, "
     "valid_from, valid_to, provenance, message_ids, metadata"
 )
+
+
+REF_COLUMNS = "id, kind, provenance, name, timestamp, text"
+_KINDS = {kind.value: kind for kind in RecordKind}
 
 
 def to_iso(value: datetime | None) -> str | None:
@@ -90,3 +102,9 @@ def record_from_row(row: sqlite3.Row | tuple[Any, ...]) -> MemoryRecord:
 def history_from_row(row: tuple[Any, ...]) -> HistoryEvent:
     hid, record_id, user_id, event, old_text, new_text, at = row
     return HistoryEvent(hid, record_id, user_id, event, old_text, new_text, _required_iso(at))
+
+
+def ref_from_row(row: tuple[Any, ...]) -> KeyRef:
+    """A :class:`KeyRef` from the ``REF_COLUMNS`` of a row."""
+    rid, kind, provenance, name, timestamp, text = row
+    return KeyRef(rid, _KINDS[kind], _strings(provenance), name, _required_iso(timestamp), text)

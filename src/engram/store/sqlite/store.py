@@ -6,9 +6,10 @@ import builtins
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -26,19 +27,28 @@ from engram.store.sqlite.ops import (
     where_sql,
     write_history,
 )
-from engram.store.sqlite.rows import RECORD_COLUMNS, history_from_row, record_from_row
+from engram.store.sqlite.rows import (
+    RECORD_COLUMNS,
+    REF_COLUMNS,
+    history_from_row,
+    record_from_row,
+    ref_from_row,
+)
 from engram.store.sqlite.schema import migrate
 from engram.store.sqlite.vectors import UserMatrix, top_k
 from engram.store.text import query_terms
 from engram.types import (
     DERIVED_KEY_KINDS,
     HistoryEvent,
+    KeyRef,
     MemoryRecord,
     RecordFilter,
     StoreStats,
 )
 
 __all__ = ["SqliteStore"]
+
+_Row = TypeVar("_Row", MemoryRecord, KeyRef)
 
 
 class SqliteStore:
@@ -218,18 +228,26 @@ class SqliteStore:
     # -- reads ----------------------------------------------------------------------------------
 
     def get_many(self, user_id: str, ids: Sequence[str]) -> builtins.list[MemoryRecord]:
-        found: dict[str, MemoryRecord] = {}
+        return self._by_id(user_id, ids, RECORD_COLUMNS, record_from_row)
+
+    def get_refs(self, user_id: str, ids: Sequence[str]) -> builtins.list[KeyRef]:
+        return self._by_id(user_id, ids, REF_COLUMNS, ref_from_row)
+
+    def _by_id(
+        self, user_id: str, ids: Sequence[str], columns: str, convert: Callable[[Any], _Row]
+    ) -> builtins.list[_Row]:
+        found: dict[str, _Row] = {}
         with self._lock:
             for start in range(0, len(ids), 500):
-                chunk = list(ids[start : start + 500])
+                chunk: builtins.list[str] = builtins.list(ids[start : start + 500])
                 rows = self._conn.execute(
                     # "+user_id": look rows up by the unique id index, then check the owner
                     # (with the user_id index SQLite would scan all of a user's records)
-                    f"SELECT {RECORD_COLUMNS} FROM records WHERE +user_id = ? "
+                    f"SELECT {columns} FROM records WHERE +user_id = ? "
                     f"AND id IN ({', '.join('?' * len(chunk))})",
                     [user_id, *chunk],
                 )
-                found.update((rec.id, rec) for rec in map(record_from_row, rows))
+                found.update((row[0], convert(row)) for row in rows)
         return [found[i] for i in ids if i in found]
 
     def get_vectors(self, user_id: str, ids: Sequence[str]) -> Vectors:
