@@ -29,6 +29,7 @@ from engram.store import SqliteStore, Store
 from engram.types import (
     HistoryEvent,
     Hit,
+    KeyRef,
     MemoryRecord,
     RecordFilter,
     RecordKind,
@@ -55,6 +56,7 @@ __all__ = [
     "HistoryEvent",
     "Hit",
     "InvalidInputError",
+    "KeyRef",
     "Memory",
     "MemoryRecord",
     "NotFoundError",
