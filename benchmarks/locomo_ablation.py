@@ -10,44 +10,20 @@ their text embedded; windows with mean vectors; sentence keys) embed each text o
 from __future__ import annotations
 
 import argparse
-import hashlib
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
 from typing import Literal
-
-import numpy as np
 
 from engram import HYBRID, LEXICAL, SEMANTIC, Memory, RecordKind, SearchConfig, SqliteStore
 from engram.bench.corpus import WorkUnit
 from engram.bench.locomo import load_locomo, to_work_units
 from engram.bench.metrics import evidence_recall
+from engram.bench.systems import MemoEmbedder
 from engram.embed import Embedder, SentenceTransformerEmbedder
 
 KS = (1, 5, 10, 20)
 TURN_ROUND = (RecordKind.TURN, RecordKind.ROUND)
 PLAIN = SearchConfig()  # RRF, no speaker/time factors, all key kinds
-
-
-class CachedEmbedder:
-    def __init__(self, inner: Embedder) -> None:
-        self.inner, self.cache = inner, {}
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
-
-    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
-        keys = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
-        missing = [t for t, k in zip(texts, keys, strict=True) if k not in self.cache]
-        if missing:
-            for text, row in zip(missing, self.inner.embed_batch(missing), strict=True):
-                self.cache[hashlib.sha1(text.encode()).hexdigest()] = row
-        return np.stack([self.cache[k] for k in keys])
 
 
 # A build: (window size, sentence keys, span vectors). Turns and rounds only; the previous
@@ -128,7 +104,7 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     args = parser.parse_args()
     units = to_work_units(load_locomo(args.data).samples)
-    embedder = CachedEmbedder(SentenceTransformerEmbedder())
+    embedder = MemoEmbedder(SentenceTransformerEmbedder())  # each text embedded once per run
     built = {spec: build(units, embedder, spec) for spec in dict.fromkeys(b for _, b, _ in STEPS)}
     cols = ["all@5", "all@10", "c1@10", "c2@10", "c3@10", "c4@10", "all@20"]
     print("| configuration | " + " | ".join(cols) + " |")
