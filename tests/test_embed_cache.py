@@ -166,3 +166,15 @@ def test_length_batches() -> None:
     assert length_batches([], max_batch=4) == []
     # the cap: two texts past it count as equally long
     assert length_batches([5000, 4000], max_batch=8, budget=2400, cap=1200) == [[0, 1]]
+
+
+def test_a_cache_file_that_cannot_be_written_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite"
+    with DiskCachedEmbedder(Counting(), path) as cache:
+        cache.embed_batch(TEXTS[:1])
+    with sqlite3.connect(path) as conn:  # another writer holds the lock
+        conn.execute("BEGIN IMMEDIATE")
+        busy = DiskCachedEmbedder(Counting(), path, timeout=0.05)
+        with pytest.raises(ConfigurationError, match="embedding cache"):
+            busy.embed_batch(TEXTS)
+        conn.rollback()

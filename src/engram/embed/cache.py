@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,17 +43,19 @@ class DiskCachedEmbedder:
     ``path`` and looks them up before embedding: same ``name`` and ``dim`` as ``inner``, same
     vectors (as float32). Entries are keyed by the model (name and dimension) and the SHA-256
     of the text, so one file can serve several models. The file is opened on first use, and the
-    object can be sent to worker processes (each opens its own connection)."""
+    object can be sent to worker processes (each opens its own connection); ``timeout`` is how
+    many seconds to wait for another process's write."""
 
-    def __init__(self, inner: Embedder, path: str | Path) -> None:
+    def __init__(self, inner: Embedder, path: str | Path, *, timeout: float = 60.0) -> None:
         if str(path) == ":memory:" or not str(path).strip():
             raise ConfigurationError("an embedding cache needs a file path")
-        self._setup(inner, Path(path))
+        self._setup(inner, Path(path), timeout)
 
-    def _setup(self, inner: Embedder, path: Path) -> None:
+    def _setup(self, inner: Embedder, path: Path, timeout: float) -> None:
         self.inner = inner
         self.path = path
-        self.hits = 0  # texts found in the file / embedded, since this object was made
+        self.timeout = timeout
+        self.hits = 0  # texts served without the model / texts it embedded, since creation
         self.misses = 0
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
@@ -71,12 +74,12 @@ class DiskCachedEmbedder:
 
     def embed_batch(self, texts: Sequence[str]) -> Vectors:
         keys = [_key(t) for t in texts]
-        with self._lock:
+        with self._lock, self._errors():
             found = self._lookup(list(dict.fromkeys(keys)))
         missing = {k: t for k, t in zip(keys, texts, strict=True) if k not in found}
         if missing:
             fresh = self._embed(list(missing.values()))
-            with self._lock:
+            with self._lock, self._errors():
                 self._store(list(missing), fresh)
             found.update(zip(missing, fresh, strict=True))
         with self._lock:
@@ -118,11 +121,20 @@ class DiskCachedEmbedder:
                 [(self._model, k, v.tobytes()) for k, v in zip(keys, vectors, strict=True)],
             )
 
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """A failing cache file (locked past the timeout, read-only, full) is a configuration
+        problem of ours, reported with its path."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise ConfigurationError(f"embedding cache {self.path}: {exc}") from exc
+
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False)
+                conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)
                 conn.execute("PRAGMA journal_mode = WAL")
                 self._check_version(conn)
             except (OSError, sqlite3.Error) as exc:
@@ -161,7 +173,7 @@ class DiskCachedEmbedder:
         self.close()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"inner": self.inner, "path": self.path}
+        return {"inner": self.inner, "path": self.path, "timeout": self.timeout}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self._setup(state["inner"], state["path"])
+        self._setup(state["inner"], state["path"], state["timeout"])

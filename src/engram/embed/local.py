@@ -93,7 +93,7 @@ class SentenceTransformerEmbedder:
     def embed_batch(self, texts: Sequence[str]) -> Vectors:
         """Embed in batches of similar length (see :func:`length_batches`): a batch is padded to
         its longest text, so one long turn in a batch of short sentences costs as if they were
-        all long (2.8x slower on LongMemEval-like sessions)."""
+        all long (2.8-4x slower on LongMemEval-shaped sessions, docs/benchmarks.md)."""
         model = self._load()
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for batch in length_batches([len(t) for t in texts], max_batch=self._batch_size):
