@@ -315,8 +315,12 @@ def test_span_keys_can_embed_their_own_text(tmp_path: Path) -> None:
     with Memory(store=SqliteStore(tmp_path / "e.db"), embedder=HashEmbedder(),
                 span_vectors="embed") as m:  # fmt: skip
         turns = m.add(CHAT, user_id="u1", session_id="s1")
-        m.update(turns[0].id, "We adopted a beagle puppy called Rex.", user_id="u1")
-        for key in m.list(user_id="u1", kinds=["round", "window"]):
+        m.update(turns[0].id, "We adopted a beagle puppy. He is called Rex.", user_id="u1")
+        keys = m.list(user_id="u1", kinds=["round", "window", "sentence"])
+        assert {k.text for k in keys if k.kind is RecordKind.SENTENCE} >= {
+            "We adopted a beagle puppy.", "He is called Rex.",
+        }  # fmt: skip
+        for key in keys:
             want = m.embedder.embed_batch([key.key_text])[0]
             np.testing.assert_allclose(
                 m.store.get_vectors("u1", [key.id])[0], want / np.linalg.norm(want), atol=1e-6

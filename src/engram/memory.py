@@ -191,10 +191,11 @@ class Memory:
         rebuild = new.kind is RecordKind.TURN and (self._sentences or bool(old_sentences))
         sentences = build_sentences([new], datetime.now(UTC)) if rebuild else []
         changes = [(record_id, new.text), *((k.id, rekey(k, sources)) for k in spans)]
-        fresh = self._embed([new.key_text, *(k.key_text for k in sentences)])
-        if self._span_vectors == "embed":
-            span_vecs = self._embed([text for _, text in changes[1:]])
-        else:
+        embed_spans = self._span_vectors == "embed"
+        span_texts = [text for _, text in changes[1:]] if embed_spans else []
+        fresh = self._embed([new.key_text, *(k.key_text for k in sentences), *span_texts])
+        fresh, span_vecs = fresh[: 1 + len(sentences)], fresh[1 + len(sentences) :]
+        if not embed_spans:
             stored = self.store.get_vectors(user_id, others)
             known = dict(zip([record_id, *others], np.vstack([fresh[:1], stored]), strict=True))
             span_vecs = span_vectors(spans, known, self.embedder.dim)
