@@ -90,11 +90,21 @@ def test_vector_search_after_many_small_writes(filled: Store) -> None:
     rng = np.random.default_rng(7)
     added = rng.standard_normal((150, DIM)).astype(np.float32)
     added /= np.linalg.norm(added, axis=1, keepdims=True)
+    turns = RecordFilter("u1", kinds=(RecordKind.TURN,))
+    filled.vector_search(added[0], turns, 1)  # a kind mask, cached before the next writes
     for i, v in enumerate(added):
-        filled.add([rec(f"g{i}", f"note {i}", seq=10 + i)], v[None, :])
+        kind = RecordKind.WINDOW if i % 2 else RecordKind.TURN
+        session = "s2" if i % 3 == 0 else "s1"
+        filled.add([rec(f"g{i}", f"note {i}", seq=10 + i, kind=kind, session=session)], v[None, :])
     for i in (0, 77, 149):
         assert filled.vector_search(added[i], RecordFilter("u1"), 1)[0][0] == f"g{i}"
     assert len(filled.vector_search(added[0], RecordFilter("u1"), 500)) == 4 + 150
+    found = {rid for rid, _ in filled.vector_search(added[0], turns, 500)}
+    assert found == {"a", "b", "c", *(f"g{i}" for i in range(0, 150, 2))}
+    in_s2 = {
+        rid for rid, _ in filled.vector_search(added[0], RecordFilter("u1", session_id="s2"), 500)
+    }
+    assert in_s2 == {"c", *(f"g{i}" for i in range(0, 150, 3))}
 
 
 def test_get_refs_match_the_records_and_keep_scope(filled: Store) -> None:
@@ -300,3 +310,20 @@ def test_matrix_cache_is_bounded_and_correct() -> None:
     for i, user in enumerate(["u1", "u2", "u3", "u1"]):
         assert s.vector_search(vec(i % 3)[0], RecordFilter(user), 1)[0][0] == f"r{i % 3}"
     assert len(s._matrices) == 2
+
+
+def test_writes_extend_a_loaded_matrix_in_place() -> None:
+    """A search after a write must not reload the user's vectors from the database: a write of
+    several records moves the user's generation by one, and the cached matrix follows it."""
+    from engram import SqliteStore
+
+    s = SqliteStore(":memory:")
+    s.bind_embedder("test", DIM)
+    s.add([rec("a", "one"), rec("b", "two", seq=1)], vec(0, 1))
+    s.vector_search(vec(0)[0], RecordFilter("u1"), 1)
+    loaded = s._matrices["u1"]
+    s.add(
+        [rec("c", "three", seq=2), rec("d", "four", seq=3), rec("e", "five", seq=4)], vec(2, 3, 4)
+    )
+    assert s.vector_search(vec(4)[0], RecordFilter("u1"), 1)[0][0] == "e"
+    assert s._matrices["u1"] is loaded and loaded.matrix.shape[0] == 5

@@ -136,7 +136,8 @@ class SqliteStore:
         self._check(records, vectors)
         with self._tx() as conn:
             inserted = insert_records(conn, records, vectors)
-            generations = {r.user_id: bump(conn, r.user_id) for r, _ in inserted}
+            users = dict.fromkeys(r.user_id for r, _ in inserted)
+            generations = {user: bump(conn, user) for user in users}  # once per user
         self._extend_matrices(inserted, vectors, generations)
         return [record for record, _ in inserted]
 

@@ -30,15 +30,13 @@ def _columns(rows: list[Row]) -> list[npt.NDArray[np.object_]]:
 
 @dataclass
 class UserMatrix:
-    """One user's vectors with the columns a search may filter on. The vectors live in a buffer
-    that grows by doubling, so appending after every write costs amortised O(rows added), not a
-    copy of the whole matrix."""
+    """One user's vectors with the columns a search may filter on (id, kind, session, agent).
+    Vectors and columns live in buffers that grow by a quarter when full, so appending after
+    every write costs amortised O(rows added), not a copy of everything, for at most 25% spare
+    memory; cached kind masks are extended, not recomputed."""
 
     generation: int
-    ids: npt.NDArray[np.object_]
-    kinds: npt.NDArray[np.object_]
-    sessions: npt.NDArray[np.object_]
-    agents: npt.NDArray[np.object_]
+    _columns: list[npt.NDArray[np.object_]]
     _buffer: Vectors
     _rows: int
     _kind_masks: dict[tuple[str, ...], npt.NDArray[np.bool_]] = field(default_factory=dict)
@@ -50,29 +48,42 @@ class UserMatrix:
         bytes is fine, the first append copies it into a growable buffer)."""
         if vectors.dtype != np.float32 or vectors.shape[0] != len(rows):
             raise ValueError("one float32 vector per row")
-        ids, kinds, sessions, agents = _columns(rows)
-        return cls(generation, ids, kinds, sessions, agents, vectors, len(rows))
+        return cls(generation, _columns(rows), vectors, len(rows))
 
     @property
     def matrix(self) -> Vectors:
         return self._buffer[: self._rows]
 
+    @property
+    def ids(self) -> npt.NDArray[np.object_]:
+        return self._columns[0][: self._rows]
+
+    @property
+    def kinds(self) -> npt.NDArray[np.object_]:
+        return self._columns[1][: self._rows]
+
     def append(self, generation: int, rows: list[Row], vectors: Vectors) -> None:
         """Add rows written by this process."""
-        add = [self.ids, self.kinds, self.sessions, self.agents]
-        self.ids, self.kinds, self.sessions, self.agents = (
-            np.concatenate([old, new]) for old, new in zip(add, _columns(rows), strict=True)
-        )
-        needed = self._rows + len(rows)
+        start, needed = self._rows, self._rows + len(rows)
         if needed > self._buffer.shape[0] or not self._buffer.flags.writeable:
-            grown = np.empty((max(needed, 2 * self._buffer.shape[0], 64), vectors.shape[1]),
-                             dtype=np.float32)  # fmt: skip
-            grown[: self._rows] = self.matrix
+            size = start + max(len(rows), self._buffer.shape[0] // 4, 64)
+            grown = np.empty((size, vectors.shape[1]), dtype=np.float32)
+            grown[:start] = self.matrix
             self._buffer = grown
-        self._buffer[self._rows : needed] = vectors
+        if needed > self._columns[0].shape[0]:
+            size = self._buffer.shape[0]
+            self._columns = [np.concatenate([c[:start], np.empty(size - start, dtype=object)])
+                             for c in self._columns]  # fmt: skip
+        for column, values in zip(self._columns, _columns(rows), strict=True):
+            column[start:needed] = values
+        self._buffer[start:needed] = vectors
         self._rows = needed
+        new_kinds = self._columns[1][start:needed]
+        self._kind_masks = {
+            kinds: np.concatenate([keep, np.isin(new_kinds, np.array(kinds, dtype=object))])
+            for kinds, keep in self._kind_masks.items()
+        }
         self.generation = generation
-        self._kind_masks = {}
         self._last = None
 
     def mask(
@@ -86,10 +97,10 @@ class UserMatrix:
                 keep = np.isin(self.kinds, np.array(kinds, dtype=object))
                 self._kind_masks[kinds] = keep
         if session_id is not None:
-            same = self.sessions == session_id
+            same = self._columns[2][: self._rows] == session_id
             keep = same if keep is None else keep & same
         if agent_id is not None:
-            same = self.agents == agent_id
+            same = self._columns[3][: self._rows] == agent_id
             keep = same if keep is None else keep & same
         return keep
 
