@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -321,9 +322,15 @@ def test_writes_extend_a_loaded_matrix_in_place() -> None:
     s.bind_embedder("test", DIM)
     s.add([rec("a", "one"), rec("b", "two", seq=1)], vec(0, 1))
     s.vector_search(vec(0)[0], RecordFilter("u1"), 1)
-    loaded = s._matrices["u1"]
+    loaded = s._matrices.peek("u1")
     s.add(
         [rec("c", "three", seq=2), rec("d", "four", seq=3), rec("e", "five", seq=4)], vec(2, 3, 4)
     )
     assert s.vector_search(vec(4)[0], RecordFilter("u1"), 1)[0][0] == "e"
-    assert s._matrices["u1"] is loaded and loaded.matrix.shape[0] == 5
+    assert loaded is not None and s._matrices.peek("u1") is loaded
+    assert loaded.matrix.shape[0] == 5
+    assert s.speakers("u1") == frozenset()
+    s.add([replace(rec("f", "six", seq=5), name="Ann")], vec(5))
+    assert s._speakers.peek("u1") == {"Ann"}  # carried over the write, not dropped
+    assert s.speakers("u1") == {"Ann"}
+    assert s._matrices.peek("u1") is loaded and loaded.matrix.shape[0] == 6

@@ -5,7 +5,6 @@ from __future__ import annotations
 import builtins
 import sqlite3
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +34,7 @@ from engram.store.sqlite.rows import (
     ref_from_row,
 )
 from engram.store.sqlite.schema import migrate
+from engram.store.sqlite.usercache import UserCache
 from engram.store.sqlite.vectors import UserMatrix, top_k
 from engram.store.text import query_terms
 from engram.types import (
@@ -43,6 +43,7 @@ from engram.types import (
     KeyRef,
     MemoryRecord,
     RecordFilter,
+    RecordKind,
     StoreStats,
 )
 
@@ -60,7 +61,6 @@ class SqliteStore:
 
     def __init__(self, path: str | Path = ":memory:", *, cached_users: int = 64) -> None:
         self.path = str(path)
-        self._cached_users = cached_users
         try:
             self._conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30.0
@@ -68,8 +68,8 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
         self._lock = threading.RLock()
-        self._matrices: OrderedDict[str, UserMatrix] = OrderedDict()
-        self._speakers: OrderedDict[str, tuple[int, frozenset[str]]] = OrderedDict()
+        self._matrices: UserCache[UserMatrix] = UserCache(cached_users)
+        self._speakers: UserCache[frozenset[str]] = UserCache(cached_users)
         self._dim: int | None = None
         if self.path != ":memory:":
             self._conn.execute("PRAGMA journal_mode = WAL")
@@ -134,26 +134,26 @@ class SqliteStore:
 
     def add(self, records: Sequence[MemoryRecord], vectors: Vectors) -> builtins.list[MemoryRecord]:
         self._check(records, vectors)
-        with self._tx() as conn:
-            inserted = insert_records(conn, records, vectors)
-            users = dict.fromkeys(r.user_id for r, _ in inserted)
-            generations = {user: bump(conn, user) for user in users}  # once per user
-        self._extend_matrices(inserted, vectors, generations)
+        with self._lock:
+            with self._tx() as conn:
+                inserted = insert_records(conn, records, vectors)
+                users = dict.fromkeys(r.user_id for r, _ in inserted)
+                generations = {user: bump(conn, user) for user in users}  # once per user
+            for user_id, gen in generations.items():
+                self._carry_caches(
+                    user_id, gen, [(r, i) for r, i in inserted if r.user_id == user_id], vectors
+                )
         return [record for record, _ in inserted]
 
-    def _extend_matrices(
-        self, inserted: list[tuple[MemoryRecord, int]], vectors: Vectors, gens: dict[str, int]
+    def _carry_caches(
+        self, user_id: str, gen: int, mine: list[tuple[MemoryRecord, int]], vectors: Vectors
     ) -> None:
-        for user_id, gen in gens.items():
-            cached = self._matrices.get(user_id)
-            if cached is None:
-                continue
-            mine = [(r, i) for r, i in inserted if r.user_id == user_id]
-            if cached.generation != gen - 1:
-                del self._matrices[user_id]
-                continue
-            rows = [(r.id, r.kind.value, r.session_id, r.agent_id) for r, _ in mine]
-            cached.append(gen, rows, vectors[[i for _, i in mine]])
+        """Carry the user's cached matrix and speakers over this process's insert of ``mine``."""
+        rows = [(r.id, r.kind.value, r.session_id, r.agent_id) for r, _ in mine]
+        new = vectors[[i for _, i in mine]]
+        self._matrices.advance(user_id, gen, lambda m: m.append(rows, new))
+        names = {r.name for r, _ in mine if r.kind is RecordKind.TURN and r.name is not None}
+        self._speakers.advance(user_id, gen, lambda known: known | names)
 
     def update(
         self,
@@ -194,7 +194,7 @@ class SqliteStore:
                 delete_rows(conn, user_id, drop, merge_fts=any(map(has_text_row, dropped)))
             insert_records(conn, add, fresh)
             bump(conn, user_id)
-        self._matrices.pop(user_id, None)
+        self._matrices.drop(user_id)
         return updated
 
     def delete(self, user_id: str, record_id: str) -> builtins.list[str]:
@@ -205,7 +205,7 @@ class SqliteStore:
             doomed = [record_id, *(r.id for r in keys)]
             delete_rows(conn, user_id, doomed)
             bump(conn, user_id)
-        self._matrices.pop(user_id, None)
+        self._matrices.drop(user_id)
         return doomed
 
     def forget(self, user_id: str, *, session_id: str | None = None) -> int:
@@ -223,7 +223,7 @@ class SqliteStore:
             if session_id is None:
                 conn.execute("DELETE FROM history WHERE user_id = ?", (user_id,))
             bump(conn, user_id)
-        self._matrices.pop(user_id, None)
+        self._matrices.drop(user_id)
         return len(ids)
 
     # -- reads ----------------------------------------------------------------------------------
@@ -324,48 +324,33 @@ class SqliteStore:
 
     def speakers(self, user_id: str) -> frozenset[str]:
         with self._lock:
-            gen = self._generation(user_id)
-            cached = self._speakers.get(user_id)
-            if cached is None or cached[0] != gen:
-                rows = self._conn.execute(
+            return self._speakers.get(user_id, self._generation(user_id), lambda: frozenset(
+                str(row[0]) for row in self._conn.execute(
                     "SELECT DISTINCT name FROM records "
                     "WHERE user_id = ? AND kind = 'turn' AND name IS NOT NULL",
                     (user_id,),
-                ).fetchall()
-                cached = (gen, frozenset(str(row[0]) for row in rows))
-                self._speakers[user_id] = cached
-            self._speakers.move_to_end(user_id)
-            while len(self._speakers) > self._cached_users:
-                self._speakers.popitem(last=False)
-            return cached[1]
+                )
+            ))  # fmt: skip
 
-    def _matrix(self, user_id: str) -> UserMatrix:
-        gen = self._generation(user_id)
-        cached = self._matrices.get(user_id)
-        if cached is not None and cached.generation == gen:
-            self._matrices.move_to_end(user_id)
-            return cached
+    def _load_matrix(self, user_id: str) -> UserMatrix:
         rows = self._conn.execute(
             "SELECT r.id, r.kind, r.session_id, r.agent_id, v.vector FROM vectors v "
             "JOIN records r ON r.rowid = v.rowid WHERE v.user_id = ? ORDER BY v.rowid",
             (user_id,),
         ).fetchall()
         vecs = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32)
-        matrix = UserMatrix.load(
-            gen, [r[:4] for r in rows], vecs.reshape(len(rows), self._dim or 0)
-        )
-        self._matrices[user_id] = matrix
-        while len(self._matrices) > self._cached_users:
-            self._matrices.popitem(last=False)  # least recently searched user
-        return matrix
+        return UserMatrix.load([r[:4] for r in rows], vecs.reshape(len(rows), self._dim or 0))
 
     def vector_search(
         self, vector: Vectors, where: RecordFilter, limit: int
     ) -> builtins.list[ScoredId]:
-        with self._lock:
-            m = self._matrix(where.user_id)
-        keep = m.mask(tuple(k.value for k in where.kinds), where.session_id, where.agent_id)
-        return [(str(m.ids[i]), s) for i, s in top_k(m.scores(vector), limit, keep)]
+        user_id = where.user_id
+        with self._lock:  # a write by another thread extends the matrix in place: not meanwhile
+            m = self._matrices.get(
+                user_id, self._generation(user_id), lambda: self._load_matrix(user_id)
+            )
+            keep = m.mask(tuple(k.value for k in where.kinds), where.session_id, where.agent_id)
+            return [(str(m.ids[i]), s) for i, s in top_k(m.scores(vector), limit, keep)]
 
     def stats(self, user_id: str | None = None) -> StoreStats:
         cond, params = ("WHERE user_id = ?", [user_id]) if user_id else ("", [])

@@ -1,9 +1,9 @@
 """Exact vector search over one user's vectors, kept as an in-memory matrix.
 
 SQLite holds the vectors (as float32 blobs, in the same transactions as the records), so the index
-can never disagree with the records. Each user's matrix is loaded on first search and dropped when
-the user's generation counter (bumped by every write) moves; rows this process adds are appended in
-place. Why exact search rather than an ANN index: see docs/vector-index.md.
+can never disagree with the records. Each user's matrix is loaded on first search and kept in a
+:class:`~engram.store.sqlite.usercache.UserCache`; rows this process adds are appended in place.
+Why exact search rather than an ANN index: see docs/vector-index.md.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ class UserMatrix:
     every write costs amortised O(rows added), not a copy of everything, for at most 25% spare
     memory; cached kind masks are extended, not recomputed."""
 
-    generation: int
     _columns: list[npt.NDArray[np.object_]]
     _buffer: Vectors
     _rows: int
@@ -43,12 +42,12 @@ class UserMatrix:
     _last: tuple[bytes, Vectors] | None = None
 
     @classmethod
-    def load(cls, generation: int, rows: list[Row], vectors: Vectors) -> UserMatrix:
+    def load(cls, rows: list[Row], vectors: Vectors) -> UserMatrix:
         """A matrix over ``vectors`` as they are (no copy: a read-only array from the database's
         bytes is fine, the first append copies it into a growable buffer)."""
         if vectors.dtype != np.float32 or vectors.shape[0] != len(rows):
             raise ValueError("one float32 vector per row")
-        return cls(generation, _columns(rows), vectors, len(rows))
+        return cls(_columns(rows), vectors, len(rows))
 
     @property
     def matrix(self) -> Vectors:
@@ -62,8 +61,8 @@ class UserMatrix:
     def kinds(self) -> npt.NDArray[np.object_]:
         return self._columns[1][: self._rows]
 
-    def append(self, generation: int, rows: list[Row], vectors: Vectors) -> None:
-        """Add rows written by this process."""
+    def append(self, rows: list[Row], vectors: Vectors) -> UserMatrix:
+        """Add rows written by this process; returns the matrix itself."""
         start, needed = self._rows, self._rows + len(rows)
         if needed > self._buffer.shape[0] or not self._buffer.flags.writeable:
             size = start + max(len(rows), self._buffer.shape[0] // 4, 64)
@@ -83,8 +82,8 @@ class UserMatrix:
             kinds: np.concatenate([keep, np.isin(new_kinds, np.array(kinds, dtype=object))])
             for kinds, keep in self._kind_masks.items()
         }
-        self.generation = generation
         self._last = None
+        return self
 
     def mask(
         self, kinds: tuple[str, ...], session_id: str | None, agent_id: str | None
