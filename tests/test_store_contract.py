@@ -334,3 +334,29 @@ def test_writes_extend_a_loaded_matrix_in_place() -> None:
     assert s._speakers.peek("u1") == {"Ann"}  # carried over the write, not dropped
     assert s.speakers("u1") == {"Ann"}
     assert s._matrices.peek("u1") is loaded and loaded.matrix.shape[0] == 6
+
+
+def test_concurrent_writes_and_searches_on_one_store() -> None:
+    """Threads sharing one store: every write lands, every search sees a consistent matrix."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engram import SqliteStore
+
+    s = SqliteStore(":memory:")
+    s.bind_embedder("test", DIM)
+    s.add([rec("seed", "seed")], vec(0))
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((4, 40, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=2, keepdims=True)  # unit vectors, as stored
+
+    def work(t: int) -> None:
+        for i in range(40):
+            pair = [rec(f"t{t}-{i}-{j}", "x", seq=1000 * t + 2 * i + j) for j in (0, 1)]
+            s.add(pair, np.vstack([vectors[t, i], vectors[t, i]]))
+            hits = s.vector_search(vectors[t, i], RecordFilter("u1", kinds=(RecordKind.TURN,)), 2)
+            assert {rid for rid, _ in hits} == {f"t{t}-{i}-0", f"t{t}-{i}-1"}
+
+    with ThreadPoolExecutor(4) as pool:
+        for future in [pool.submit(work, t) for t in range(4)]:
+            future.result()
+    assert len(s.vector_search(vec(0)[0], RecordFilter("u1"), 1000)) == 1 + 4 * 40 * 2
