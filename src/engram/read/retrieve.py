@@ -40,6 +40,7 @@ class ValueRanking:
     order: list[str]
     scores: dict[str, float]
     keys: dict[str, list[str]]
+    ranks: dict[str, int]  # 1-based position in ``order``
 
 
 def _values_of(key: KeyRef) -> tuple[str, ...]:
@@ -69,7 +70,7 @@ def keys_to_values(
             found[value] = n + 1
             matched.setdefault(value, []).append(key_id)
     order = sorted(scores, key=lambda v: -scores[v])  # stable: ties keep first-found order
-    return ValueRanking(order, scores, matched)
+    return ValueRanking(order, scores, matched, {v: i for i, v in enumerate(order, start=1)})
 
 
 def _fuse(rankings: Mapping[str, ValueRanking], config: SearchConfig) -> list[tuple[str, float]]:
@@ -157,7 +158,7 @@ def _hit(record: MemoryRecord, score: float, rankings: Mapping[str, ValueRanking
     matched: list[str] = []
     for name, ranking in rankings.items():
         if record.id in ranking.scores:
-            rank = ranking.order.index(record.id) + 1
+            rank = ranking.ranks[record.id]
             sources[name] = RetrieverScore(rank=rank, score=ranking.scores[record.id])
             matched.extend(k for k in ranking.keys[record.id] if k not in matched)
     return Hit(record=record, score=score, sources=sources, matched_keys=tuple(matched))
