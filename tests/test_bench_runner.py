@@ -161,3 +161,30 @@ def test_a_disk_cache_embeds_the_haystack_once_across_runs_and_never_the_questio
     assert rankings == [
         [r["results"][s]["turns"] for s in r["results"]] for r in read_rows(tmp_path / "two")
     ]
+
+
+def test_questions_that_share_sessions_embed_them_once(tmp_path: Path) -> None:
+    from collections import Counter
+    from collections.abc import Sequence
+
+    from engram import HashEmbedder
+    from engram.embed import Vectors
+
+    class Counting(HashEmbedder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: Counter[str] = Counter()
+
+        def embed_batch(self, texts: Sequence[str]) -> Vectors:
+            self.seen.update(texts)
+            return super().embed_batch(texts)
+
+    data = make_synthetic_longmemeval(tmp_path / "lme.json", n_questions=6, seed=3)
+    items = json.loads(data.read_text())
+    questions = {i["question"] for i in items}
+    turns = Counter(t["content"] for i in items for s in i["haystack_sessions"] for t in s)
+    assert max(turns.values()) > 1  # the filler sessions recur across questions
+    model = Counting()
+    run_longmemeval(data, tmp_path / "run", preset="hybrid", embedder=model, baselines=("dense",))
+    haystack = {t: n for t, n in model.seen.items() if t not in questions}
+    assert haystack and max(haystack.values()) == 1  # each haystack text embedded once per run

@@ -58,13 +58,23 @@ def test_memo_embedder_embeds_each_text_once() -> None:
     assert np.array_equal(second[0], HashEmbedder().embed_batch(["c d"])[0])
     assert memo.embed_batch([]).shape == (0, inner.dim)
     assert (memo.name, memo.dim) == (inner.name, inner.dim)
-    memo.clear()
+    memo.trim()  # keep=0: forget everything
     memo.embed_batch(["a b"])
     assert inner.seen == ["a b", "c d", "a b"]
     memo.recording = False  # asking: served from the memo, new texts not remembered
     memo.embed_batch(["a b", "query"])
     memo.embed_batch(["query"])
     assert inner.seen == ["a b", "c d", "a b", "query", "query"]
+
+
+def test_memo_embedder_keeps_the_most_recently_used_between_corpora() -> None:
+    inner = CountingEmbedder()
+    memo = MemoEmbedder(inner, keep=2)
+    memo.embed_batch(["a", "b", "c"])
+    memo.embed_batch(["a"])  # "a" is now the most recent; "b" the least
+    memo.trim()
+    memo.embed_batch(["a", "c", "b"])
+    assert inner.seen == ["a", "b", "c", "b"]
 
 
 def test_bm25_ranks_matching_turns_only() -> None:

@@ -58,6 +58,9 @@ from engram.errors import InvalidInputError
 __all__ = ["LOCOMO_K", "LONGMEMEVAL_K", "run_locomo", "run_longmemeval"]
 
 LOCOMO_K = (1, 5, 10, 20)
+# Haystack vectors a worker keeps between questions (LongMemEval's haystacks share sessions):
+# ~1.5 KB each for a 384-dimensional model, so ~300 MB, plus the texts.
+MEMO_VECTORS = 200_000
 LONGMEMEVAL_K = (1, 3, 5, 10, 30, 50)
 Row = dict[str, Any]
 
@@ -108,7 +111,7 @@ class _Worker:
             import torch
 
             torch.set_num_threads(spec.threads)
-        self.embedder = MemoEmbedder(inner, asking=model)
+        self.embedder = MemoEmbedder(inner, asking=model, keep=MEMO_VECTORS)
         sessions = spec.benchmark == "longmemeval"
         self.systems = [
             make_system(n, self.embedder, sessions=sessions, query_embedder=model)
@@ -142,7 +145,7 @@ class _Worker:
                 finally:
                     index.close()
         finally:
-            self.embedder.clear()
+            self.embedder.trim()
         return [_row(q, results[q.id]) for q in unit.questions]
 
 

@@ -14,6 +14,7 @@ of its best turn.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -66,17 +67,19 @@ def embedder_name(spec: EmbedderSpec) -> str:
 
 class MemoEmbedder:
     """Remembers the vectors of the texts it embeds while :attr:`recording` is true, so that
-    Engram and the dense baseline embed each turn of a corpus once. Record while indexing, not
-    while asking (each system then pays for embedding its questions, and latencies compare);
-    call :meth:`clear` between corpora. While not recording, texts go to ``asking`` (default
-    ``inner``): the model itself when ``inner`` is a disk cache, so questions are never served
-    from one."""
+    Engram and the dense baseline embed each turn of a corpus once, and corpora that share
+    texts (LongMemEval's haystacks share sessions) embed them once per process. Record while
+    indexing, not while asking (each system then pays for embedding its questions, and latencies
+    compare); call :meth:`trim` between corpora to keep at most ``keep`` vectors, the most
+    recently used. While not recording, texts go to ``asking`` (default ``inner``): the model
+    itself when ``inner`` is a disk cache, so questions are never served from one."""
 
-    def __init__(self, inner: Embedder, asking: Embedder | None = None) -> None:
+    def __init__(self, inner: Embedder, asking: Embedder | None = None, *, keep: int = 0) -> None:
         self.inner = inner
         self.asking = asking or inner
         self.recording = True
-        self._memo: dict[str, np.ndarray[Any, np.dtype[np.float32]]] = {}
+        self.keep = keep
+        self._memo: OrderedDict[str, np.ndarray[Any, np.dtype[np.float32]]] = OrderedDict()
 
     @property
     def name(self) -> str:
@@ -87,6 +90,9 @@ class MemoEmbedder:
         return self.inner.dim
 
     def embed_batch(self, texts: Sequence[str]) -> Vectors:
+        for text in texts:
+            if text in self._memo:
+                self._memo.move_to_end(text)
         missing = dedupe(t for t in texts if t not in self._memo)
         fresh: dict[str, np.ndarray[Any, np.dtype[np.float32]]] = {}
         if missing:
@@ -101,8 +107,10 @@ class MemoEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([self._memo[t] if t in self._memo else fresh[t] for t in texts])
 
-    def clear(self) -> None:
-        self._memo.clear()
+    def trim(self) -> None:
+        """Forget all but the ``keep`` most recently used vectors."""
+        while len(self._memo) > self.keep:
+            self._memo.popitem(last=False)
 
 
 @dataclass(frozen=True)
