@@ -49,7 +49,7 @@ from engram.types import (
 
 __all__ = ["SqliteStore"]
 
-_Row = TypeVar("_Row", MemoryRecord, KeyRef)
+_Row = TypeVar("_Row")
 
 
 class SqliteStore:
@@ -252,18 +252,9 @@ class SqliteStore:
         return [found[i] for i in ids if i in found]
 
     def get_vectors(self, user_id: str, ids: Sequence[str]) -> Vectors:
-        found: dict[str, bytes] = {}
-        with self._lock:
-            for start in range(0, len(ids), 500):
-                chunk = list(ids[start : start + 500])
-                found.update(
-                    self._conn.execute(
-                        "SELECT r.id, v.vector FROM records r JOIN vectors v ON v.rowid = r.rowid "
-                        f"WHERE r.id IN ({', '.join('?' * len(chunk))}) AND +r.user_id = ?",
-                        [*chunk, user_id],
-                    ).fetchall()
-                )
-        missing = [i for i in ids if i not in found]
+        columns = "id, (SELECT vector FROM vectors v WHERE v.rowid = records.rowid)"
+        found = dict(self._by_id(user_id, ids, columns, lambda row: (str(row[0]), row[1])))
+        missing = [i for i in ids if found.get(i) is None]  # not the user's, or no vector
         if missing:
             raise NotFoundError(f"no record {missing[0]!r} for this user")
         rows = [np.frombuffer(found[i], dtype=np.float32) for i in ids]
