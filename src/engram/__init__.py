@@ -15,6 +15,7 @@ from engram.embed import (
 )
 from engram.errors import (
     ConfigurationError,
+    ConflictError,
     DataError,
     EmbeddingError,
     EngramError,
@@ -47,6 +48,7 @@ __all__ = [
     "PRESETS",
     "SEMANTIC",
     "ConfigurationError",
+    "ConflictError",
     "DataError",
     "DiskCachedEmbedder",
     "Embedder",

@@ -9,6 +9,7 @@
      ├── ConfigurationError        incompatible settings (e.g. an embedder whose dimension differs
      │                             from the one the store was created with), missing optional extras
      ├── StoreError                the storage backend failed (the operation was rolled back)
+     │    └── ConflictError        a conditional write found the data changed since it was read
      ├── EmbeddingError            the embedder failed or returned malformed vectors
      └── DataError                 a benchmark or import file is missing or malformed
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "ConflictError",
     "DataError",
     "EmbeddingError",
     "EngramError",
@@ -52,6 +54,11 @@ class ConfigurationError(EngramError):
 
 class StoreError(EngramError):
     """The storage backend failed; the operation was rolled back."""
+
+
+class ConflictError(StoreError):
+    """A conditional write found that what it was prepared from changed meanwhile (another
+    writer added to the same session); nothing was written, and trying again is safe."""
 
 
 class EmbeddingError(EngramError):

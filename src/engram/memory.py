@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
-
-import numpy as np
 
 from engram.embed.base import CachedQueryEmbedder, Embedder, Vectors, embed_texts
 from engram.errors import InvalidInputError, NotFoundError
@@ -28,25 +24,14 @@ from engram.types import (
     SessionHit,
     StoreStats,
 )  # fmt: skip
-from engram.write.ingest import (
-    DEFAULT_SESSION,
-    build_rounds,
-    build_sentences,
-    build_turns,
-    build_windows,
-    record_id,
-    rekey,
-    span_vectors,
-    turn_keys,
-)
+from engram.write.ingest import DEFAULT_SESSION
 from engram.write.messages import MAX_CONTENT_CHARS, parse_datetime, parse_messages
+from engram.write.pipeline import SpanVectors, WritePipeline
 
 __all__ = ["Memory"]
 
 MAX_LIMIT = 1000
 DEFAULT_WINDOW = 3  # turns per window key; see docs/benchmarks.md for the ablation
-_SPAN_KINDS = (RecordKind.ROUND, RecordKind.WINDOW)  # keys whose text is rebuilt on update
-SpanVectors = Literal["mean", "embed"]
 
 
 def _limit(value: object, name: str = "limit") -> int:
@@ -91,14 +76,14 @@ class Memory:
             raise InvalidInputError("sentence_keys must be True or False")
         if span_vectors not in ("mean", "embed"):
             raise InvalidInputError("span_vectors must be 'mean' or 'embed'")
-        self._span_vectors = span_vectors
         self.store = store
         self.embedder = embedder
         self._query_vector = CachedQueryEmbedder(embedder)
-        self._window = window_size
-        self._sentences = sentence_keys
         self._max_chars = max_content_chars
         self._bound = False
+        self._writer = WritePipeline(
+            store, self._embed, lambda: embedder.dim, window_size, sentence_keys, span_vectors
+        )
 
     @classmethod
     def open(cls, path: str | Path = "engram.db", *, embedder: Embedder | None = None) -> Memory:
@@ -140,69 +125,18 @@ class Memory:
         parsed = parse_messages(messages, limit=self._max_chars)
         date = parse_datetime(session_date, "session_date")
         now = datetime.now(UTC)
-        keys = turn_keys(parsed)
-        ids = [record_id(user_id, session, RecordKind.TURN, k) for k in keys]
-        existing = {r.id: r for r in self.store.get_many(user_id, ids)}
-        fresh = [(m, k) for m, k, i in zip(parsed, keys, ids, strict=True) if i not in existing]
-        previous = self.store.last_turns(user_id, session, max(1, self._window - 1))
-        last = previous[-1] if previous else None
-        turns = build_turns(
-            fresh, user_id=user_id, session_id=session, agent_id=agent_id,
-            first_seq=0 if last is None or last.seq is None else last.seq + 1,
+        return self._writer.append(
+            parsed, user_id=user_id, session_id=session, agent_id=agent_id,
             default_time=date or now, now=now,
         )  # fmt: skip
-        if turns:
-            self._store_new(turns, previous, now)
-        by_id = existing | {t.id: t for t in turns}
-        return [by_id[i] for i in ids]
-
-    def _store_new(
-        self, turns: Sequence[MemoryRecord], previous: Sequence[MemoryRecord], now: datetime
-    ) -> None:
-        """Embed new turns and their sentence keys; give round and window keys the mean of
-        their turns' vectors; store it all in one transaction."""
-        embedded = [*turns, *(build_sentences(turns, now) if self._sentences else ())]
-        spans = [
-            *build_rounds(turns, previous[-1] if previous else None, now),
-            *build_windows(turns, previous, self._window, now),
-        ]
-        if self._span_vectors == "embed":
-            records = [*embedded, *spans]
-            self.store.add(records, self._embed([r.key_text for r in records]))
-            return
-        vectors = self._embed([r.key_text for r in embedded])
-        known = dict(zip([t.id for t in turns], vectors[: len(turns)], strict=True))
-        older = [t.id for t in previous if any(t.id in k.provenance for k in spans)]
-        known.update(zip(older, self.store.get_vectors(turns[0].user_id, older), strict=True))
-        span_vecs = span_vectors(spans, known, self.embedder.dim)
-        self.store.add([*embedded, *spans], np.vstack([vectors, span_vecs]))
 
     def update(self, record_id: str, text: str, *, user_id: str) -> MemoryRecord:
         """Replace a record's text; the round and window keys built from it are rebuilt and its
         sentence keys replaced, all in one transaction. The old text stays in the history."""
         Scope(user_id)
         clean = parse_messages([{"role": "user", "content": text}], limit=self._max_chars)[0]
-        new = replace(self.get(record_id, user_id=user_id), text=clean.content)
-        derived = self.store.derived_from(user_id, record_id)
-        spans = [k for k in derived if k.kind in _SPAN_KINDS]
-        others = list({i: None for k in spans for i in k.provenance if i != record_id})
-        sources = [new, *self.store.get_many(user_id, others)]
-        old_sentences = [k.id for k in derived if k.kind is RecordKind.SENTENCE]
-        rebuild = new.kind is RecordKind.TURN and (self._sentences or bool(old_sentences))
-        sentences = build_sentences([new], datetime.now(UTC)) if rebuild else []
-        changes = [(record_id, new.text), *((k.id, rekey(k, sources)) for k in spans)]
-        embed_spans = self._span_vectors == "embed"
-        span_texts = [text for _, text in changes[1:]] if embed_spans else []
-        fresh = self._embed([new.key_text, *(k.key_text for k in sentences), *span_texts])
-        fresh, span_vecs = fresh[: 1 + len(sentences)], fresh[1 + len(sentences) :]
-        if not embed_spans:
-            stored = self.store.get_vectors(user_id, others)
-            known = dict(zip([record_id, *others], np.vstack([fresh[:1], stored]), strict=True))
-            span_vecs = span_vectors(spans, known, self.embedder.dim)
-        return self.store.update(
-            user_id, changes, np.vstack([fresh[:1], span_vecs]),
-            drop=old_sentences, add=sentences, add_vectors=fresh[1:],
-        )[0]  # fmt: skip
+        current = self.get(record_id, user_id=user_id)
+        return self._writer.update(current, clean.content, now=datetime.now(UTC))
 
     def delete(self, record_id: str, *, user_id: str) -> builtins.list[str]:
         """Hard-delete one record and the round, window and sentence keys built from it; returns

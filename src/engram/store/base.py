@@ -5,14 +5,26 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from engram.embed.base import Vectors
 from engram.types import HistoryEvent, KeyRef, MemoryRecord, RecordFilter, StoreStats
 
-__all__ = ["ScoredId", "Store"]
+__all__ = ["ScoredId", "SessionTail", "Store"]
 
 ScoredId = tuple[str, float]
+
+
+@dataclass(frozen=True)
+class SessionTail:
+    """The condition of an append to a session: the session's last turn is still ``last_turn``
+    (None: the session has no turns yet). Reading the tail, numbering the new turns and
+    inserting them is then one atomic step, across threads and processes."""
+
+    user_id: str
+    session_id: str
+    last_turn: str | None
 
 
 class Store(Protocol):
@@ -23,9 +35,19 @@ class Store(Protocol):
         store already holds vectors of another embedder or dimension."""
         ...
 
-    def add(self, records: Sequence[MemoryRecord], vectors: Vectors) -> builtins.list[MemoryRecord]:
+    def add(
+        self,
+        records: Sequence[MemoryRecord],
+        vectors: Vectors,
+        *,
+        expect: SessionTail | None = None,
+    ) -> builtins.list[MemoryRecord]:
         """Insert records (row ``i`` of ``vectors`` belongs to ``records[i]``) in one
-        transaction, skipping ids already stored; return the records actually inserted."""
+        transaction, skipping ids already stored; return the records actually inserted.
+
+        With ``expect`` the insert is conditional, checked inside the write transaction: the
+        session's last turn must still be ``expect.last_turn`` and no id may be stored yet;
+        otherwise raise ``ConflictError`` and write nothing."""
         ...
 
     def get_many(self, user_id: str, ids: Sequence[str]) -> builtins.list[MemoryRecord]:
@@ -43,7 +65,8 @@ class Store(Protocol):
         ...
 
     def last_turns(self, user_id: str, session_id: str, n: int) -> builtins.list[MemoryRecord]:
-        """The ``n`` turns with the highest ``seq`` in a session, in conversation order."""
+        """The ``n`` turns with the highest ``seq`` in a session, in conversation order (the
+        last one is the turn that :class:`SessionTail` names)."""
         ...
 
     def derived_from(self, user_id: str, record_id: str) -> builtins.list[MemoryRecord]:
@@ -76,11 +99,13 @@ class Store(Protocol):
 
     def delete(self, user_id: str, record_id: str) -> builtins.list[str]:
         """Hard-delete a record and the index keys (rounds, windows, sentences) built from it;
-        return the deleted ids."""
+        return the deleted ids. No deleted text may stay readable anywhere in the backend's
+        files: the history keeps the events, with their texts removed."""
         ...
 
     def forget(self, user_id: str, *, session_id: str | None = None) -> int:
-        """Hard-delete a user's records (or one session's), history included; return a count."""
+        """Hard-delete a user's records (or one session's), with every history row and index
+        row of them (of a user: everything that names the user); return a count."""
         ...
 
     def history(self, user_id: str, record_id: str) -> builtins.list[HistoryEvent]:
@@ -94,7 +119,8 @@ class Store(Protocol):
     def lexical_search(
         self, query: str, where: RecordFilter, limit: int
     ) -> builtins.list[ScoredId]:
-        """BM25 over record key texts; higher scores are better."""
+        """BM25 over record key texts (:mod:`engram.store.lexical`) with the user's own
+        statistics; higher scores are better."""
         ...
 
     def vector_search(

@@ -11,17 +11,17 @@ import numpy as np
 
 from engram.embed.base import Vectors
 from engram.errors import NotFoundError
+from engram.store.sqlite import lexical
 from engram.store.sqlite.rows import RECORD_COLUMNS, record_from_row, record_params, to_iso
-from engram.types import VECTOR_ONLY_KINDS, MemoryRecord, RecordFilter
+from engram.types import MemoryRecord, RecordFilter
 
 __all__ = [
     "bump",
     "delete_rows",
     "derived",
     "get_record",
-    "has_text_row",
-    "index_text",
     "insert_records",
+    "stored_ids",
     "where_sql",
     "write_history",
 ]
@@ -45,15 +45,17 @@ def where_sql(where: RecordFilter, alias: str = "") -> tuple[str, list[object]]:
 
 
 def bump(conn: sqlite3.Connection, user_id: str) -> int:
-    """Move a user's generation counter on; return the new value."""
+    """Move a user's generation on; return the new value. Generations are drawn from one
+    store-wide clock (``meta.clock``), so a user forgotten (generation row removed, generation 0
+    again) and written to later never gets a generation that a cache made before may hold."""
+    conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'clock'")
+    (gen,) = conn.execute("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'clock'").fetchone()
     conn.execute(
-        "INSERT INTO generations (user_id, gen) VALUES (?, 1) "
-        "ON CONFLICT (user_id) DO UPDATE SET gen = gen + 1",
-        (user_id,),
+        "INSERT INTO generations (user_id, gen) VALUES (?, ?) "
+        "ON CONFLICT (user_id) DO UPDATE SET gen = excluded.gen",
+        (user_id, gen),
     )
-    return int(
-        conn.execute("SELECT gen FROM generations WHERE user_id = ?", (user_id,)).fetchone()[0]
-    )
+    return int(gen)
 
 
 Event = tuple[MemoryRecord, str, str | None, str | None]  # record, event, old text, new text
@@ -62,26 +64,13 @@ Event = tuple[MemoryRecord, str, str | None, str | None]  # record, event, old t
 def write_history(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
     now = to_iso(datetime.now(UTC))
     conn.executemany(
-        "INSERT INTO history (record_id, user_id, event, old_text, new_text, at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        [(r.id, r.user_id, event, old, new, now) for r, event, old, new in events],
+        "INSERT INTO history (record_id, user_id, session_id, event, old_text, new_text, at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(r.id, r.user_id, r.session_id, event, old, new, now) for r, event, old, new in events],
     )
 
 
-def has_text_row(record: MemoryRecord) -> bool:
-    """Whether a record gets a full-text row: every kind but the vector-only ones."""
-    return record.kind not in VECTOR_ONLY_KINDS
-
-
-def index_text(conn: sqlite3.Connection, rows: Sequence[tuple[int, MemoryRecord]]) -> None:
-    """Give each (rowid, record) its full-text row, unless its kind is vector-only."""
-    conn.executemany(
-        "INSERT INTO records_fts (rowid, key_text) VALUES (?, ?)",
-        [(rowid, r.key_text) for rowid, r in rows if has_text_row(r)],
-    )
-
-
-def _existing(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
+def stored_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
     """id -> rowid of those of ``ids`` that are stored (for any user)."""
     found: dict[str, int] = {}
     for start in range(0, len(ids), 500):
@@ -101,7 +90,7 @@ def insert_records(
     """Insert records not stored yet (an id already stored, or repeated in ``records``, is
     skipped); (record, row of ``vectors``) for each one inserted. One statement per table."""
     ids = [r.id for r in records]
-    stored = _existing(conn, ids)
+    stored = stored_ids(conn, ids)
     first = {record_id: i for i, record_id in reversed(list(enumerate(ids)))}
     new = [(r, i) for i, r in enumerate(records) if r.id not in stored and first[r.id] == i]
     if not new:
@@ -110,12 +99,12 @@ def insert_records(
         f"INSERT INTO records ({RECORD_COLUMNS}) VALUES ({', '.join('?' * 16)})",
         [record_params(r) for r, _ in new],
     )
-    rowids = _existing(conn, [r.id for r, _ in new])
+    rowids = stored_ids(conn, [r.id for r, _ in new])
     conn.executemany(
         "INSERT INTO vectors (rowid, user_id, vector) VALUES (?, ?, ?)",
         [(rowids[r.id], r.user_id, vectors[i].astype(np.float32).tobytes()) for r, i in new],
     )
-    index_text(conn, [(rowids[r.id], r) for r, _ in new])
+    lexical.index_docs(conn, [(rowids[r.id], r) for r, _ in new])
     conn.executemany(
         "INSERT OR IGNORE INTO sources (source_id, record_id) VALUES (?, ?)",
         [(src, r.id) for r, _ in new for src in r.provenance],
@@ -134,26 +123,31 @@ def get_record(conn: sqlite3.Connection, user_id: str, record_id: str) -> Memory
     return record_from_row(row)
 
 
-def delete_rows(
-    conn: sqlite3.Connection, user_id: str, ids: Sequence[str], *, merge_fts: bool = True
-) -> None:
-    """Hard-delete records with their vectors, full-text rows and provenance links. With
-    ``merge_fts`` (needed whenever a deleted record had a full-text row) the full-text index is
-    merged so that no deleted term survives in it."""
+def delete_rows(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> None:
+    """Hard-delete the user's records ``ids`` with their vectors, lexical index rows and
+    provenance links, and blank the texts in their history (the events stay: what happened and
+    when, not what was said). ``secure_delete`` zeroes the freed bytes in the database file;
+    the write-ahead log is the caller's to truncate."""
     for start in range(0, len(ids), 500):
         chunk = list(ids[start : start + 500])
         marks = ", ".join("?" * len(chunk))
-        rowids = f"SELECT rowid FROM records WHERE +user_id = ? AND id IN ({marks})"
         params = [user_id, *chunk]
-        conn.execute(f"DELETE FROM records_fts WHERE rowid IN ({rowids})", params)
-        conn.execute(f"DELETE FROM vectors WHERE rowid IN ({rowids})", params)
+        rowids = [
+            int(row[0])
+            for row in conn.execute(
+                f"SELECT rowid FROM records WHERE +user_id = ? AND id IN ({marks})", params
+            )
+        ]
+        lexical.unindex_docs(conn, rowids)
+        conn.executemany("DELETE FROM vectors WHERE rowid = ?", [(r,) for r in rowids])
         conn.execute(f"DELETE FROM sources WHERE record_id IN ({marks})", chunk)
         conn.execute(f"DELETE FROM sources WHERE source_id IN ({marks})", chunk)
-        conn.execute(f"DELETE FROM records WHERE +user_id = ? AND id IN ({marks})", params)
-    # FTS5 keeps deleted terms in old index segments until they are merged: merge now, so
-    # that a hard delete leaves no readable text behind (secure_delete zeroes the rest).
-    if merge_fts:
-        conn.execute("INSERT INTO records_fts (records_fts) VALUES ('optimize')")
+        conn.executemany("DELETE FROM records WHERE rowid = ?", [(r,) for r in rowids])
+        conn.execute(
+            "UPDATE history SET old_text = NULL, new_text = NULL "
+            f"WHERE user_id = ? AND record_id IN ({marks})",
+            params,
+        )
 
 
 def derived(conn: sqlite3.Connection, user_id: str, record_id: str) -> list[MemoryRecord]:

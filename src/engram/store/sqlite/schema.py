@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 from engram.errors import StoreError
+from engram.store.sqlite.upgrades import v2_user_statistics
 
 __all__ = ["MIGRATIONS", "migrate"]
 
@@ -58,7 +60,8 @@ CREATE VIRTUAL TABLE records_fts USING fts5 (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+Migration = str | Callable[[sqlite3.Connection], None]
+MIGRATIONS: tuple[Migration, ...] = (_V1, v2_user_statistics)
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -72,9 +75,12 @@ def migrate(conn: sqlite3.Connection) -> int:
     for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for statement in script.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            if callable(script):
+                script(conn)
+            else:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {version}")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:

@@ -13,16 +13,23 @@ from typing import Any, TypeVar
 import numpy as np
 
 from engram.embed.base import Vectors
-from engram.errors import ConfigurationError, NotFoundError, ScopeError, StoreError
-from engram.store.base import ScoredId
+from engram.errors import (
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    ScopeError,
+    StoreError,
+)
+from engram.store.base import ScoredId, SessionTail
+from engram.store.lexical import query_stems
+from engram.store.sqlite import lexical
 from engram.store.sqlite.ops import (
     bump,
     delete_rows,
     derived,
     get_record,
-    has_text_row,
-    index_text,
     insert_records,
+    stored_ids,
     where_sql,
     write_history,
 )
@@ -36,7 +43,6 @@ from engram.store.sqlite.rows import (
 from engram.store.sqlite.schema import migrate
 from engram.store.sqlite.usercache import UserCache
 from engram.store.sqlite.vectors import UserMatrix, top_k
-from engram.store.text import query_terms
 from engram.types import (
     DERIVED_KEY_KINDS,
     HistoryEvent,
@@ -71,6 +77,8 @@ class SqliteStore:
         self._matrices: UserCache[UserMatrix] = UserCache(cached_users)
         self._speakers: UserCache[frozenset[str]] = UserCache(cached_users)
         self._dim: int | None = None
+        self._read_only = False
+        self._unscrubbed = False  # a delete's log truncation is still to do
         if self.path != ":memory:":
             self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = NORMAL")
@@ -89,6 +97,8 @@ class SqliteStore:
                 self._conn.execute("BEGIN IMMEDIATE")
                 yield self._conn
                 self._conn.execute("COMMIT")
+                if self._unscrubbed:
+                    self._scrub()
             except BaseException as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
@@ -132,10 +142,18 @@ class SqliteStore:
         if self._dim is not None and len(records) and vectors.shape[1] != self._dim:
             raise ConfigurationError(f"vectors have dimension {vectors.shape[1]}, not {self._dim}")
 
-    def add(self, records: Sequence[MemoryRecord], vectors: Vectors) -> builtins.list[MemoryRecord]:
+    def add(
+        self,
+        records: Sequence[MemoryRecord],
+        vectors: Vectors,
+        *,
+        expect: SessionTail | None = None,
+    ) -> builtins.list[MemoryRecord]:
         self._check(records, vectors)
         with self._lock:
             with self._tx() as conn:
+                if expect is not None:
+                    self._check_tail(conn, expect, records)
                 inserted = insert_records(conn, records, vectors)
                 users = dict.fromkeys(r.user_id for r, _ in inserted)
                 generations = {user: bump(conn, user) for user in users}  # once per user
@@ -144,6 +162,20 @@ class SqliteStore:
                     user_id, gen, [(r, i) for r, i in inserted if r.user_id == user_id], vectors
                 )
         return [record for record, _ in inserted]
+
+    @staticmethod
+    def _check_tail(
+        conn: sqlite3.Connection, expect: SessionTail, records: Sequence[MemoryRecord]
+    ) -> None:
+        row = conn.execute(
+            "SELECT id FROM records WHERE user_id = ? AND session_id = ? AND kind = 'turn' "
+            "ORDER BY seq DESC, rowid DESC LIMIT 1",
+            (expect.user_id, expect.session_id),
+        ).fetchone()
+        if (None if row is None else row[0]) != expect.last_turn:
+            raise ConflictError(f"session {expect.session_id!r} changed while the add was prepared")
+        if stored_ids(conn, [r.id for r in records]):
+            raise ConflictError("records of this add were stored meanwhile")
 
     def _carry_caches(
         self, user_id: str, gen: int, mine: list[tuple[MemoryRecord, int]], vectors: Vectors
@@ -184,14 +216,13 @@ class SqliteStore:
                     "UPDATE vectors SET vector = ? WHERE rowid = ?",
                     (vector.astype(np.float32).tobytes(), rowid),
                 )
-                conn.execute("DELETE FROM records_fts WHERE rowid = ?", (rowid,))
-                index_text(conn, [(rowid, new)])
+                lexical.unindex_docs(conn, [rowid])
+                lexical.index_docs(conn, [(rowid, new)])
                 write_history(conn, [(new, "UPDATE", old.text, text)])
                 updated.append(new)
             dropped = [get_record(conn, user_id, record_id) for record_id in drop]
-            write_history(conn, [(gone, "DELETE", gone.text, None) for gone in dropped])
-            if drop:  # sentence keys have no full-text row: no index merge for them
-                delete_rows(conn, user_id, drop, merge_fts=any(map(has_text_row, dropped)))
+            delete_rows(conn, user_id, drop)
+            write_history(conn, [(gone, "DELETE", None, None) for gone in dropped])
             insert_records(conn, add, fresh)
             bump(conn, user_id)
         self._matrices.drop(user_id)
@@ -201,11 +232,12 @@ class SqliteStore:
         with self._tx() as conn:
             record = get_record(conn, user_id, record_id)
             keys = [r for r in derived(conn, user_id, record_id) if r.kind in DERIVED_KEY_KINDS]
-            write_history(conn, [(gone, "DELETE", gone.text, None) for gone in (record, *keys)])
             doomed = [record_id, *(r.id for r in keys)]
             delete_rows(conn, user_id, doomed)
+            write_history(conn, [(gone, "DELETE", None, None) for gone in (record, *keys)])
             bump(conn, user_id)
         self._matrices.drop(user_id)
+        self._scrub()
         return doomed
 
     def forget(self, user_id: str, *, session_id: str | None = None) -> int:
@@ -213,18 +245,30 @@ class SqliteStore:
         with self._tx() as conn:
             ids = [row[0] for row in conn.execute(f"SELECT id FROM records WHERE {where}", params)]
             delete_rows(conn, user_id, ids)
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                conn.execute(
-                    f"DELETE FROM history WHERE user_id = ? AND record_id IN "
-                    f"({', '.join('?' * len(chunk))})",
-                    [user_id, *chunk],
-                )
-            if session_id is None:
+            if session_id is None:  # nothing may name the user any more
                 conn.execute("DELETE FROM history WHERE user_id = ?", (user_id,))
-            bump(conn, user_id)
+                conn.execute("DELETE FROM generations WHERE user_id = ?", (user_id,))
+                lexical.drop_user(conn, user_id)
+            else:
+                conn.execute(
+                    "DELETE FROM history WHERE user_id = ? AND session_id = ?",
+                    (user_id, session_id),
+                )
+                bump(conn, user_id)
         self._matrices.drop(user_id)
+        self._speakers.drop(user_id)
+        self._scrub()
         return len(ids)
+
+    def _scrub(self) -> None:
+        """Truncate the write-ahead log, so that the pages a delete changed (the old versions
+        hold the deleted text) are gone from it too; ``secure_delete`` has zeroed them in the
+        database. If a reader keeps the log busy, try again after the next write."""
+        if self.path == ":memory:" or self._read_only:
+            return
+        with self._lock:
+            busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        self._unscrubbed = bool(busy)
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -264,7 +308,7 @@ class SqliteStore:
         with self._lock:
             rows = self._conn.execute(
                 f"SELECT {RECORD_COLUMNS} FROM records WHERE user_id = ? AND session_id = ? "
-                "AND kind = 'turn' ORDER BY seq DESC LIMIT ?",
+                "AND kind = 'turn' ORDER BY seq DESC, rowid DESC LIMIT ?",
                 (user_id, session_id, n),
             ).fetchall()
         return [record_from_row(row) for row in reversed(rows)]
@@ -299,19 +343,21 @@ class SqliteStore:
     def lexical_search(
         self, query: str, where: RecordFilter, limit: int
     ) -> builtins.list[ScoredId]:
-        terms = query_terms(query)
-        if not terms or limit <= 0:
+        stems = query_stems(query)
+        if not stems or limit <= 0:
             return []
-        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-        clause, params = where_sql(where, "r")
+        within = None
+        if where.session_id is not None or where.agent_id is not None:
+            within = where_sql(RecordFilter(where.user_id, where.agent_id, where.session_id))
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT r.id, bm25(records_fts) AS s FROM records_fts "
-                "JOIN records r ON r.rowid = records_fts.rowid "
-                f"WHERE records_fts MATCH ? AND {clause} ORDER BY s LIMIT ?",
-                [match, *params, limit],
-            ).fetchall()
-        return [(rid, -float(score)) for rid, score in rows]
+            hits = lexical.search(self._conn, where.user_id, stems, where.kinds, limit, within)
+            ids = dict(
+                self._conn.execute(
+                    f"SELECT rowid, id FROM records WHERE rowid IN ({', '.join('?' * len(hits))})",
+                    [rowid for rowid, _ in hits],
+                ).fetchall()
+            )
+        return [(ids[rowid], score) for rowid, score in hits if rowid in ids]
 
     def speakers(self, user_id: str) -> frozenset[str]:
         with self._lock:
