@@ -1,4 +1,4 @@
-"""The embedded default store: one SQLite file (WAL), FTS5 for BM25, exact vector search."""
+"""The embedded default store: one SQLite file (WAL), a per-user BM25 index, exact vector search."""
 
 from __future__ import annotations
 
