@@ -8,7 +8,9 @@
      ├── NotFoundError             an unknown record id, or one that belongs to another user
      ├── ConfigurationError        incompatible settings (e.g. an embedder whose dimension differs
      │                             from the one the store was created with), missing optional extras
-     ├── StoreError                the storage backend failed (the operation was rolled back)
+     ├── StoreError                the storage backend failed (the operation was rolled back),
+     │    │                        or its file is not Engram's, is damaged, or is read-only
+     │    └── StoreLockedError     another process held the file locked past the timeout
      ├── EmbeddingError            the embedder failed or returned malformed vectors
      └── DataError                 a benchmark or import file is missing or malformed
 
@@ -27,6 +29,7 @@ __all__ = [
     "NotFoundError",
     "ScopeError",
     "StoreError",
+    "StoreLockedError",
 ]
 
 
@@ -52,6 +55,11 @@ class ConfigurationError(EngramError):
 
 class StoreError(EngramError):
     """The storage backend failed; the operation was rolled back."""
+
+
+class StoreLockedError(StoreError):
+    """Another process held the database locked for longer than the store's timeout; retrying
+    later may succeed."""
 
 
 class EmbeddingError(EngramError):

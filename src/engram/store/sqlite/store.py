@@ -15,6 +15,7 @@ import numpy as np
 from engram.embed.base import Vectors
 from engram.errors import ConfigurationError, NotFoundError, ScopeError, StoreError
 from engram.store.base import ScoredId
+from engram.store.sqlite.connect import open_database, store_error, translate_errors
 from engram.store.sqlite.ops import (
     bump,
     delete_rows,
@@ -33,7 +34,6 @@ from engram.store.sqlite.rows import (
     record_from_row,
     ref_from_row,
 )
-from engram.store.sqlite.schema import migrate
 from engram.store.sqlite.usercache import UserCache
 from engram.store.sqlite.vectors import UserMatrix, top_k
 from engram.store.text import query_terms
@@ -57,33 +57,44 @@ class SqliteStore:
 
     Vector search is exact: each user's vectors are held as one NumPy matrix, loaded on first
     search and kept for the ``cached_users`` most recently searched users.
+
+    Another program's database, a damaged file or one that is not SQLite raises StoreError and
+    is left untouched (:mod:`~engram.store.sqlite.connect`). ``timeout``: seconds to wait for
+    another process that holds the file. ``read_only``: None opens a file that is not writable
+    read-only (reads work, writes raise StoreError); True or False forces the mode.
     """
 
-    def __init__(self, path: str | Path = ":memory:", *, cached_users: int = 64) -> None:
+    def __init__(
+        self,
+        path: str | Path = ":memory:",
+        *,
+        cached_users: int = 64,
+        timeout: float = 30.0,
+        read_only: bool | None = None,
+    ) -> None:
         self.path = str(path)
-        try:
-            self._conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open {self.path}: {exc}") from exc
+        self._timeout = timeout
         self._lock = threading.RLock()
         self._matrices: UserCache[UserMatrix] = UserCache(cached_users)
         self._speakers: UserCache[frozenset[str]] = UserCache(cached_users)
         self._dim: int | None = None
-        if self.path != ":memory:":
-            self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-        self._conn.execute("PRAGMA secure_delete = ON")  # hard delete leaves no readable bytes
-        self._conn.execute("PRAGMA foreign_keys = ON")
-        migrate(self._conn)
-        dim = self._meta("dim")
+        self._conn, self.read_only = open_database(
+            self.path, timeout=self._timeout, read_only=read_only
+        )
+        try:
+            with self._reading():
+                dim = self._meta("dim")
+        except BaseException:
+            self._conn.close()
+            raise
         self._dim = int(dim) if dim is not None else None
 
     # -- plumbing -------------------------------------------------------------------------------
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self.read_only:
+            raise StoreError(f"{self.path} is read-only; nothing was written")
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
@@ -93,8 +104,16 @@ class SqliteStore:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"storage failed, nothing was written: {exc}") from exc
+                    raise store_error(
+                        self.path, exc, timeout=self._timeout, doing="nothing was written: "
+                    ) from exc
                 raise
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, under the store lock; SQLite's errors become :class:`StoreError`."""
+        with self._lock, translate_errors(self.path, timeout=self._timeout):
+            yield self._conn
 
     def _meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -109,22 +128,31 @@ class SqliteStore:
     # -- writes ---------------------------------------------------------------------------------
 
     def bind_embedder(self, name: str, dim: int) -> None:
-        with self._tx() as conn:
-            stored_name, stored_dim = self._meta("embedder"), self._meta("dim")
-            if stored_dim is not None and int(stored_dim) != dim:
-                raise ConfigurationError(
-                    f"{self.path} holds {stored_dim}-dimensional vectors from {stored_name!r}; "
-                    f"embedder {name!r} makes {dim}-dimensional ones"
-                )
-            if stored_name is not None and stored_name != name:
-                has_rows = conn.execute("SELECT 1 FROM vectors LIMIT 1").fetchone()
-                if has_rows:
-                    raise ConfigurationError(
-                        f"{self.path} was indexed with embedder {stored_name!r}, not {name!r}"
-                    )
-            conn.execute("INSERT OR REPLACE INTO meta VALUES ('embedder', ?)", (name,))
-            conn.execute("INSERT OR REPLACE INTO meta VALUES ('dim', ?)", (str(dim),))
+        """Record the embedder, or check it against the recorded one. Writes only when the
+        record changes, so a read-only store accepts the embedder it was built with."""
+        with self._reading():
+            recorded = self._check_embedder(name, dim)
+        if not recorded and not self.read_only:  # a read-only store has no vectors to mix up
+            with self._tx() as conn:
+                if not self._check_embedder(name, dim):  # again, under the write lock
+                    conn.execute("INSERT OR REPLACE INTO meta VALUES ('embedder', ?)", (name,))
+                    conn.execute("INSERT OR REPLACE INTO meta VALUES ('dim', ?)", (str(dim),))
         self._dim = dim
+
+    def _check_embedder(self, name: str, dim: int) -> bool:
+        """Whether ``name`` and ``dim`` are what the store recorded; raise if they conflict."""
+        stored_name, stored_dim = self._meta("embedder"), self._meta("dim")
+        if stored_dim is not None and int(stored_dim) != dim:
+            raise ConfigurationError(
+                f"{self.path} holds {stored_dim}-dimensional vectors from {stored_name!r}; "
+                f"embedder {name!r} makes {dim}-dimensional ones"
+            )
+        vectors = self._conn.execute("SELECT 1 FROM vectors LIMIT 1").fetchone()
+        if stored_name is not None and stored_name != name and vectors:
+            raise ConfigurationError(
+                f"{self.path} was indexed with embedder {stored_name!r}, not {name!r}"
+            )
+        return stored_name == name and stored_dim == str(dim)
 
     def _check(self, records: Sequence[MemoryRecord], vectors: Vectors) -> None:
         if len(records) != len(vectors):
@@ -345,25 +373,24 @@ class SqliteStore:
 
     def stats(self, user_id: str | None = None) -> StoreStats:
         cond, params = ("WHERE user_id = ?", [user_id]) if user_id else ("", [])
-        with self._lock:
+        with self._reading() as conn:
             kinds = dict(
-                self._conn.execute(
-                    f"SELECT kind, COUNT(*) FROM records {cond} GROUP BY kind", params
-                )
+                conn.execute(f"SELECT kind, COUNT(*) FROM records {cond} GROUP BY kind", params)
             )
-            users, sessions = self._conn.execute(
+            users, sessions = conn.execute(
                 f"SELECT COUNT(DISTINCT user_id), COUNT(DISTINCT user_id || '/' || "
                 f"COALESCE(session_id, '')) FROM records {cond}",
                 params,
             ).fetchone()
-            pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
-            page_size = self._conn.execute("PRAGMA page_size").fetchone()[0]
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            embedder = self._meta("embedder")
         return StoreStats(
             records=kinds, users=users, sessions=sessions, size_bytes=pages * page_size,
-            embedder=self._meta("embedder"), dim=self._dim,
+            embedder=embedder, dim=self._dim,
         )  # fmt: skip
 
     def close(self) -> None:
-        with self._lock:
+        with self._reading():
             self._matrices.clear()
             self._conn.close()
