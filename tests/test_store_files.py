@@ -13,6 +13,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +55,16 @@ def snapshot(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
 
 
+def sql(path: Path | str, *statements: str) -> list[Any]:
+    """Run ``statements`` on the file through a plain connection; the last one's rows."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        return [conn.execute(statement).fetchall() for statement in statements][-1]
+
+
 def marks(path: Path) -> tuple[int, int, str]:
-    with sqlite3.connect(path) as conn:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        app = conn.execute("PRAGMA application_id").fetchone()[0]
-        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-    conn.close()
-    return version, app, mode
+    """user_version, application_id and journal mode."""
+    return sql(path, "SELECT * FROM pragma_user_version, pragma_application_id, "
+               "pragma_journal_mode")[0]  # fmt: skip
 
 
 # -- many openers of one new file -----------------------------------------------------------------
@@ -104,11 +108,8 @@ def test_many_processes_and_threads_open_one_new_file_at_once(tmp_path: Path) ->
     local.join(60)
     assert outcomes == ["ok"] * len(outcomes), sorted(set(outcomes))
     assert marks(Path(path)) == (len(MIGRATIONS), APPLICATION_ID, "wal")
-    with sqlite3.connect(path) as conn:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    conn.close()
-    assert tables >= ENGRAM_TABLES
+    assert sql(path, "PRAGMA integrity_check") == [("ok",)]
+    assert {r[0] for r in sql(path, "SELECT name FROM sqlite_master")} >= ENGRAM_TABLES
 
 
 # -- corrupt, foreign and locked files -------------------------------------------------------------
@@ -149,13 +150,12 @@ def test_a_file_engram_cannot_read_is_a_store_error(
 
 
 def _foreign(path: Path, *pragmas: str) -> None:
-    conn = sqlite3.connect(path, isolation_level=None)
-    for pragma in pragmas:
-        conn.execute(f"PRAGMA {pragma}")
-    conn.execute("CREATE TABLE contacts (name TEXT, phone TEXT)")
-    conn.execute("CREATE INDEX contacts_name ON contacts (name)")
-    conn.execute("INSERT INTO contacts VALUES ('Ana', '555')")
-    conn.close()
+    sql(
+        path, *(f"PRAGMA {pragma}" for pragma in pragmas),
+        "CREATE TABLE contacts (name TEXT, phone TEXT)",
+        "CREATE INDEX contacts_name ON contacts (name)",
+        "INSERT INTO contacts VALUES ('Ana', '555')",
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -201,10 +201,7 @@ def test_a_foreign_file_is_refused_by_the_cli_in_one_line(
 def test_an_empty_or_schemaless_file_is_new(tmp_path: Path) -> None:
     empty, fresh = tmp_path / "empty.db", tmp_path / "fresh.db"
     empty.touch()
-    with sqlite3.connect(fresh) as conn:
-        conn.execute("PRAGMA page_size = 8192")
-        conn.execute("VACUUM")  # a non-empty file with no schema objects
-    conn.close()
+    sql(fresh, "PRAGMA page_size = 8192", "VACUUM")  # a non-empty file with no schema objects
     assert fresh.stat().st_size > 0
     for path in (empty, fresh):
         SqliteStore(path).close()
@@ -214,9 +211,7 @@ def test_an_empty_or_schemaless_file_is_new(tmp_path: Path) -> None:
 def test_a_database_of_an_earlier_version_is_adopted_and_stamped(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     build(path)
-    with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA application_id = 0")  # what versions before the mark wrote
-    conn.close()
+    sql(path, "PRAGMA application_id = 0")  # what versions before the mark wrote
     SqliteStore(path, read_only=True).close()
     assert marks(path)[1] == 0  # a read-only open does not stamp it
     store = SqliteStore(path)
@@ -228,9 +223,7 @@ def test_a_database_of_an_earlier_version_is_adopted_and_stamped(tmp_path: Path)
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "future.db"
     build(path)
-    with sqlite3.connect(path) as conn:
-        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
-    conn.close()
+    sql(path, f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     with pytest.raises(StoreError, match="newer than this Engram"):
         SqliteStore(path)
 
@@ -397,11 +390,7 @@ def test_a_function_migration_runs_inside_the_migration_transaction(
     with pytest.raises(StoreError, match="schema migration 3 failed: no such table"):
         SqliteStore(path)
     assert marks(path)[0] == 1  # all or nothing: migration 2 was rolled back with 3
-    with sqlite3.connect(path) as conn:
-        assert not conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE name IN ('tags', 'half')"
-        ).fetchall()
-    conn.close()
+    assert not sql(path, "SELECT 1 FROM sqlite_master WHERE name IN ('tags', 'half')")
     with pytest.raises(StoreError, match="read-only and has schema version 1"):
         SqliteStore(path, read_only=True)
     for module in (schema, connect):
