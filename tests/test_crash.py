@@ -80,20 +80,20 @@ def run_child(db: Path, data: Path, kill_after: float | None) -> tuple[set[str],
     Returns the acknowledged message ids, whether the child finished, and how long it ran after
     it was ready."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    child = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", CHILD, str(db), str(data)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )  # fmt: skip
-    assert child.stdout is not None
-    ready = child.stdout.readline()
-    assert ready == "ready\n", ready + child.stdout.read()
-    started = time.monotonic()
-    if kill_after is not None:
-        time.sleep(kill_after)
-        child.send_signal(signal.SIGKILL)
-    out = child.stdout.read()  # not communicate(): it would skip what readline() buffered
-    child.wait(120)
-    ran = time.monotonic() - started
+    ) as child:  # fmt: skip
+        assert child.stdout is not None
+        ready = child.stdout.readline()
+        assert ready == "ready\n", ready + child.stdout.read()
+        started = time.monotonic()
+        if kill_after is not None:
+            time.sleep(kill_after)
+            child.send_signal(signal.SIGKILL)
+        out = child.stdout.read()  # not communicate(): it would skip what readline() buffered
+        child.wait(120)
+        ran = time.monotonic() - started
     if kill_after is None:
         assert child.returncode == 0, out
     acked: set[str] = set()

@@ -149,6 +149,11 @@ def test_a_file_engram_cannot_read_is_a_store_error(
     assert snapshot(tmp_path) == before
 
 
+def test_a_directory_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot open"):
+        SqliteStore(tmp_path)
+
+
 def _foreign(path: Path, *pragmas: str) -> None:
     sql(
         path, *(f"PRAGMA {pragma}" for pragma in pragmas),

@@ -128,8 +128,10 @@ def _probe(path: str, timeout: float) -> bool:
     False if it is Engram's; else raise."""
     if os.path.getsize(path) == 0:
         return True
-    # a WAL-mode file with no -wal: "immutable" reads it without creating -wal and -shm
-    query = "immutable=1" if not _has_wal(path) and _in_wal_mode(path) else "mode=ro"
+    # A WAL-mode file that no connection has open (no -wal, no -shm: the last one to close
+    # removes them): "immutable" reads it without creating them. Else the usual locking reader.
+    idle = not any(os.path.exists(path + suffix) for suffix in ("-wal", "-shm"))
+    query = "immutable=1" if idle and _in_wal_mode(path) else "mode=ro"
     with closing(_connect(_uri(path, query), timeout=timeout, uri=True)) as conn:
         conn.execute("BEGIN")  # one snapshot for every question below
         tables = [str(row[0]) for row in conn.execute("SELECT name FROM sqlite_master")]
@@ -197,7 +199,12 @@ def _open_read_only(path: str, timeout: float) -> sqlite3.Connection:
         if _code(exc) not in (_READONLY_CANTINIT, _READONLY_DIRECTORY) or _has_wal(path):
             raise
         conn = _connect(_uri(path, "immutable=1"), timeout=timeout, uri=True)
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    with translate_errors(path, timeout=timeout):
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        except sqlite3.Error:
+            conn.close()
+            raise
     if version < len(MIGRATIONS):
         conn.close()
         raise StoreError(
@@ -215,7 +222,10 @@ def open_database(path: str, *, timeout: float, read_only: bool | None) -> tuple
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
         raise InvalidInputError("timeout must be a non-negative number of seconds")
     with translate_errors(path, timeout=timeout, doing="cannot open: "):
-        new = path in _MEMORY or not os.path.exists(path) or _probe(path, timeout)
+        try:
+            new = path in _MEMORY or not os.path.exists(path) or _probe(path, timeout)
+        except OSError as exc:  # not readable, a directory, ...
+            raise StoreError(f"cannot open {path}: {exc.strerror or exc}") from exc
         read_only = is_read_only(path) if read_only is None else read_only
         if not read_only:
             return _open_writable(path, timeout), False
