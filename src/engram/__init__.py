@@ -23,6 +23,7 @@ from engram.errors import (
     NotFoundError,
     ScopeError,
     StoreError,
+    StoreLockedError,
 )
 from engram.memory import Memory
 from engram.read import HYBRID, LEXICAL, PRESETS, SEMANTIC, SearchConfig
@@ -74,6 +75,7 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreError",
+    "StoreLockedError",
     "StoreStats",
     "__version__",
 ]

@@ -8,7 +8,9 @@
      ├── NotFoundError             an unknown record id, or one that belongs to another user
      ├── ConfigurationError        incompatible settings (e.g. an embedder whose dimension differs
      │                             from the one the store was created with), missing optional extras
-     ├── StoreError                the storage backend failed (the operation was rolled back)
+     ├── StoreError                the storage backend failed (the operation was rolled back),
+     │    │                        or its file is not Engram's, is damaged, or is read-only
+     │    ├── StoreLockedError     another process held the file locked past the timeout
      │    └── ConflictError        a conditional write found the data changed since it was read
      ├── EmbeddingError            the embedder failed or returned malformed vectors
      └── DataError                 a benchmark or import file is missing or malformed
@@ -29,6 +31,7 @@ __all__ = [
     "NotFoundError",
     "ScopeError",
     "StoreError",
+    "StoreLockedError",
 ]
 
 
@@ -59,6 +62,11 @@ class StoreError(EngramError):
 class ConflictError(StoreError):
     """A conditional write found that what it was prepared from changed meanwhile (another
     writer added to the same session); nothing was written, and trying again is safe."""
+
+
+class StoreLockedError(StoreError):
+    """Another process held the database locked for longer than the store's timeout; retrying
+    later may succeed."""
 
 
 class EmbeddingError(EngramError):

@@ -18,8 +18,8 @@ Aggregation = Literal["max", "sum"]
 class SearchConfig:
     """How to search.
 
-    - ``lexical`` / ``semantic``: which retrievers run (BM25 with per-user statistics; cosine over vectors),
-      over the keys of ``key_kinds``.
+    - ``lexical`` / ``semantic``: which retrievers run (BM25 with the user's own statistics;
+      cosine over vectors), over the keys of ``key_kinds``.
     - ``sentence``: a third retriever, cosine at sentence level: over sentence keys (each
       sentence of a turn that has several) and turns (a one-sentence turn is its own sentence);
       a turn scores its best sentence.

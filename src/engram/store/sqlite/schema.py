@@ -1,4 +1,10 @@
-"""Numbered schema migrations for the SQLite store, applied on open (``PRAGMA user_version``)."""
+"""Numbered schema migrations for the SQLite store, applied on open (``PRAGMA user_version``),
+and the mark that makes a file Engram's (``PRAGMA application_id``).
+
+A migration is an SQL script or a function of the connection; :func:`migrate` runs every one the
+database has not seen, in order, in one transaction it opens with the write lock held, so two
+processes opening a new file at once cannot both create the tables.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,9 @@ from collections.abc import Callable
 from engram.errors import StoreError
 from engram.store.sqlite.upgrades import v2_user_statistics
 
-__all__ = ["MIGRATIONS", "migrate"]
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "Migration", "migrate", "not_engrams"]
+
+APPLICATION_ID = 0x456E6772  # "Engr": set with migration 1; files of earlier versions carry 0
 
 _V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -61,29 +69,81 @@ CREATE VIRTUAL TABLE records_fts USING fts5 (
 """
 
 Migration = str | Callable[[sqlite3.Connection], None]
+
 MIGRATIONS: tuple[Migration, ...] = (_V1, v2_user_statistics)
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Apply the migrations the database has not seen yet, each in its own transaction."""
-    current = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if current > len(MIGRATIONS):
+def not_engrams(path: str, tables: list[str], application_id: int, version: int) -> StoreError:
+    """The error for an SQLite database that another program made."""
+    listed = ", ".join(tables[:8]) + (f", ... ({len(tables)} in all)" if len(tables) > 8 else "")
+    what = [f"tables: {listed}" if tables else "no tables"]
+    if application_id:
+        what.insert(0, f"application_id {application_id:#x}")
+    if version and not tables:
+        what.append(f"user_version {version}")
+    return StoreError(
+        f"{path} is an SQLite database that is not Engram's ({', '.join(what)}); "
+        "Engram leaves it untouched"
+    )
+
+
+def _marks(conn: sqlite3.Connection) -> tuple[int, int]:
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    return version, int(conn.execute("PRAGMA application_id").fetchone()[0])
+
+
+def _check_version(path: str, version: int) -> None:
+    if version > len(MIGRATIONS):
         raise StoreError(
-            f"database schema version {current} is newer than this Engram "
+            f"{path} has schema version {version}, newer than this Engram "
             f"(knows {len(MIGRATIONS)}); upgrade Engram"
         )
-    for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            if callable(script):
-                script(conn)
-            else:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {version}")
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+
+
+def _run(conn: sqlite3.Connection, step: Migration) -> None:
+    if callable(step):
+        step(conn)
+        return
+    statement = ""
+    for line in step.splitlines(keepends=True):  # whole statements, even with ";" inside
+        statement += line
+        if sqlite3.complete_statement(statement):
+            conn.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise sqlite3.ProgrammingError(f"incomplete statement in migration: {statement!r}")
+
+
+def migrate(conn: sqlite3.Connection, path: str = "the database") -> int:
+    """Bring the schema up to date and mark the file as Engram's; return the schema version.
+
+    Nothing is written when there is nothing to do. Otherwise the write lock is taken first
+    (``BEGIN IMMEDIATE``, waiting up to the connection's busy timeout for another opener) and the
+    version read again under it, so each missing migration runs exactly once. Version 0 must be
+    an empty database: Engram does not add its tables to another program's file.
+    """
+    version, application_id = _marks(conn)
+    _check_version(path, version)
+    if version == len(MIGRATIONS) and application_id == APPLICATION_ID:
+        return version
+    conn.execute("BEGIN IMMEDIATE")  # lock errors propagate: the caller names the file
+    try:
+        version, application_id = _marks(conn)
+        _check_version(path, version)
+        tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master")]
+        if version == 0 and tables:
+            raise not_engrams(path, tables, application_id, version)
+        for number in range(version + 1, len(MIGRATIONS) + 1):
+            try:
+                _run(conn, MIGRATIONS[number - 1])
+                conn.execute(f"PRAGMA user_version = {number}")
+            except sqlite3.Error as exc:
+                raise StoreError(f"{path}: schema migration {number} failed: {exc}") from exc
+        if application_id != APPLICATION_ID:
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
             conn.execute("ROLLBACK")
-            raise StoreError(f"schema migration {version} failed: {exc}") from exc
+        raise
     return len(MIGRATIONS)

@@ -23,6 +23,7 @@ from engram.errors import (
 from engram.store.base import ScoredId, SessionTail
 from engram.store.lexical import query_stems
 from engram.store.sqlite import lexical
+from engram.store.sqlite.connect import open_database, store_error, translate_errors
 from engram.store.sqlite.ops import (
     bump,
     delete_rows,
@@ -40,7 +41,6 @@ from engram.store.sqlite.rows import (
     record_from_row,
     ref_from_row,
 )
-from engram.store.sqlite.schema import migrate
 from engram.store.sqlite.usercache import UserCache
 from engram.store.sqlite.vectors import UserMatrix, top_k
 from engram.types import (
@@ -63,35 +63,45 @@ class SqliteStore:
 
     Vector search is exact: each user's vectors are held as one NumPy matrix, loaded on first
     search and kept for the ``cached_users`` most recently searched users.
+
+    Another program's database, a damaged file or one that is not SQLite raises StoreError and
+    is left untouched (:mod:`~engram.store.sqlite.connect`). ``timeout``: seconds to wait for
+    another process that holds the file. ``read_only``: None opens a file that is not writable
+    read-only (reads work, writes raise StoreError); True or False forces the mode.
     """
 
-    def __init__(self, path: str | Path = ":memory:", *, cached_users: int = 64) -> None:
+    def __init__(
+        self,
+        path: str | Path = ":memory:",
+        *,
+        cached_users: int = 64,
+        timeout: float = 30.0,
+        read_only: bool | None = None,
+    ) -> None:
         self.path = str(path)
-        try:
-            self._conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open {self.path}: {exc}") from exc
+        self._timeout = timeout
         self._lock = threading.RLock()
         self._matrices: UserCache[UserMatrix] = UserCache(cached_users)
         self._speakers: UserCache[frozenset[str]] = UserCache(cached_users)
         self._dim: int | None = None
-        self._read_only = False
         self._unscrubbed = False  # a delete's log truncation is still to do
-        if self.path != ":memory:":
-            self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-        self._conn.execute("PRAGMA secure_delete = ON")  # hard delete leaves no readable bytes
-        self._conn.execute("PRAGMA foreign_keys = ON")
-        migrate(self._conn)
-        dim = self._meta("dim")
+        self._conn, self.read_only = open_database(
+            self.path, timeout=self._timeout, read_only=read_only
+        )
+        try:
+            with self._reading():
+                dim = self._meta("dim")
+        except BaseException:
+            self._conn.close()
+            raise
         self._dim = int(dim) if dim is not None else None
 
     # -- plumbing -------------------------------------------------------------------------------
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self.read_only:
+            raise StoreError(f"{self.path} is read-only; nothing was written")
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
@@ -103,8 +113,16 @@ class SqliteStore:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"storage failed, nothing was written: {exc}") from exc
+                    raise store_error(
+                        self.path, exc, timeout=self._timeout, doing="nothing was written: "
+                    ) from exc
                 raise
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, under the store lock; SQLite's errors become :class:`StoreError`."""
+        with self._lock, translate_errors(self.path, timeout=self._timeout):
+            yield self._conn
 
     def _meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -119,22 +137,31 @@ class SqliteStore:
     # -- writes ---------------------------------------------------------------------------------
 
     def bind_embedder(self, name: str, dim: int) -> None:
-        with self._tx() as conn:
-            stored_name, stored_dim = self._meta("embedder"), self._meta("dim")
-            if stored_dim is not None and int(stored_dim) != dim:
-                raise ConfigurationError(
-                    f"{self.path} holds {stored_dim}-dimensional vectors from {stored_name!r}; "
-                    f"embedder {name!r} makes {dim}-dimensional ones"
-                )
-            if stored_name is not None and stored_name != name:
-                has_rows = conn.execute("SELECT 1 FROM vectors LIMIT 1").fetchone()
-                if has_rows:
-                    raise ConfigurationError(
-                        f"{self.path} was indexed with embedder {stored_name!r}, not {name!r}"
-                    )
-            conn.execute("INSERT OR REPLACE INTO meta VALUES ('embedder', ?)", (name,))
-            conn.execute("INSERT OR REPLACE INTO meta VALUES ('dim', ?)", (str(dim),))
+        """Record the embedder, or check it against the recorded one. Writes only when the
+        record changes, so a read-only store accepts the embedder it was built with."""
+        with self._reading():
+            recorded = self._check_embedder(name, dim)
+        if not recorded and not self.read_only:  # a read-only store has no vectors to mix up
+            with self._tx() as conn:
+                if not self._check_embedder(name, dim):  # again, under the write lock
+                    conn.execute("INSERT OR REPLACE INTO meta VALUES ('embedder', ?)", (name,))
+                    conn.execute("INSERT OR REPLACE INTO meta VALUES ('dim', ?)", (str(dim),))
         self._dim = dim
+
+    def _check_embedder(self, name: str, dim: int) -> bool:
+        """Whether ``name`` and ``dim`` are what the store recorded; raise if they conflict."""
+        stored_name, stored_dim = self._meta("embedder"), self._meta("dim")
+        if stored_dim is not None and int(stored_dim) != dim:
+            raise ConfigurationError(
+                f"{self.path} holds {stored_dim}-dimensional vectors from {stored_name!r}; "
+                f"embedder {name!r} makes {dim}-dimensional ones"
+            )
+        vectors = self._conn.execute("SELECT 1 FROM vectors LIMIT 1").fetchone()
+        if stored_name is not None and stored_name != name and vectors:
+            raise ConfigurationError(
+                f"{self.path} was indexed with embedder {stored_name!r}, not {name!r}"
+            )
+        return stored_name == name and stored_dim == str(dim)
 
     def _check(self, records: Sequence[MemoryRecord], vectors: Vectors) -> None:
         if len(records) != len(vectors):
@@ -264,9 +291,9 @@ class SqliteStore:
         """Truncate the write-ahead log, so that the pages a delete changed (the old versions
         hold the deleted text) are gone from it too; ``secure_delete`` has zeroed them in the
         database. If a reader keeps the log busy, try again after the next write."""
-        if self.path == ":memory:" or self._read_only:
+        if self.path == ":memory:" or self.read_only:
             return
-        with self._lock:
+        with self._reading():
             busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
         self._unscrubbed = bool(busy)
 
@@ -282,7 +309,7 @@ class SqliteStore:
         self, user_id: str, ids: Sequence[str], columns: str, convert: Callable[[Any], _Row]
     ) -> builtins.list[_Row]:
         found: dict[str, _Row] = {}
-        with self._lock:
+        with self._reading():
             for start in range(0, len(ids), 500):
                 chunk: builtins.list[str] = builtins.list(ids[start : start + 500])
                 rows = self._conn.execute(
@@ -305,7 +332,7 @@ class SqliteStore:
         return np.vstack(rows) if rows else np.zeros((0, self._dim or 0), dtype=np.float32)
 
     def last_turns(self, user_id: str, session_id: str, n: int) -> builtins.list[MemoryRecord]:
-        with self._lock:
+        with self._reading():
             rows = self._conn.execute(
                 f"SELECT {RECORD_COLUMNS} FROM records WHERE user_id = ? AND session_id = ? "
                 "AND kind = 'turn' ORDER BY seq DESC, rowid DESC LIMIT ?",
@@ -314,14 +341,14 @@ class SqliteStore:
         return [record_from_row(row) for row in reversed(rows)]
 
     def derived_from(self, user_id: str, record_id: str) -> builtins.list[MemoryRecord]:
-        with self._lock:
+        with self._reading():
             return derived(self._conn, user_id, record_id)
 
     def list(
         self, where: RecordFilter, *, limit: int, offset: int = 0
     ) -> builtins.list[MemoryRecord]:
         clause, params = where_sql(where)
-        with self._lock:
+        with self._reading():
             rows = self._conn.execute(
                 f"SELECT {RECORD_COLUMNS} FROM records WHERE {clause} "
                 "ORDER BY session_id, seq, kind DESC, rowid LIMIT ? OFFSET ?",
@@ -330,7 +357,7 @@ class SqliteStore:
         return [record_from_row(row) for row in rows]
 
     def history(self, user_id: str, record_id: str) -> builtins.list[HistoryEvent]:
-        with self._lock:
+        with self._reading():
             rows = self._conn.execute(
                 "SELECT id, record_id, user_id, event, old_text, new_text, at FROM history "
                 "WHERE user_id = ? AND record_id = ? ORDER BY id",
@@ -349,7 +376,7 @@ class SqliteStore:
         within = None
         if where.session_id is not None or where.agent_id is not None:
             within = where_sql(RecordFilter(where.user_id, where.agent_id, where.session_id))
-        with self._lock:
+        with self._reading():
             hits = lexical.search(self._conn, where.user_id, stems, where.kinds, limit, within)
             ids = dict(
                 self._conn.execute(
@@ -360,7 +387,7 @@ class SqliteStore:
         return [(ids[rowid], score) for rowid, score in hits if rowid in ids]
 
     def speakers(self, user_id: str) -> frozenset[str]:
-        with self._lock:
+        with self._reading():
             return self._speakers.get(user_id, self._generation(user_id), lambda: frozenset(
                 str(row[0]) for row in self._conn.execute(
                     "SELECT DISTINCT name FROM records "
@@ -382,7 +409,8 @@ class SqliteStore:
         self, vector: Vectors, where: RecordFilter, limit: int
     ) -> builtins.list[ScoredId]:
         user_id = where.user_id
-        with self._lock:  # a write by another thread extends the matrix in place: not meanwhile
+        # a write by another thread extends the matrix in place: not meanwhile
+        with self._reading():
             m = self._matrices.get(
                 user_id, self._generation(user_id), lambda: self._load_matrix(user_id)
             )
@@ -391,25 +419,24 @@ class SqliteStore:
 
     def stats(self, user_id: str | None = None) -> StoreStats:
         cond, params = ("WHERE user_id = ?", [user_id]) if user_id else ("", [])
-        with self._lock:
+        with self._reading() as conn:
             kinds = dict(
-                self._conn.execute(
-                    f"SELECT kind, COUNT(*) FROM records {cond} GROUP BY kind", params
-                )
+                conn.execute(f"SELECT kind, COUNT(*) FROM records {cond} GROUP BY kind", params)
             )
-            users, sessions = self._conn.execute(
+            users, sessions = conn.execute(
                 f"SELECT COUNT(DISTINCT user_id), COUNT(DISTINCT user_id || '/' || "
                 f"COALESCE(session_id, '')) FROM records {cond}",
                 params,
             ).fetchone()
-            pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
-            page_size = self._conn.execute("PRAGMA page_size").fetchone()[0]
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            embedder = self._meta("embedder")
         return StoreStats(
             records=kinds, users=users, sessions=sessions, size_bytes=pages * page_size,
-            embedder=self._meta("embedder"), dim=self._dim,
+            embedder=embedder, dim=self._dim,
         )  # fmt: skip
 
     def close(self) -> None:
-        with self._lock:
+        with self._reading():
             self._matrices.clear()
             self._conn.close()
