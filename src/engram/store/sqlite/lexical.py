@@ -21,7 +21,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 
 from engram.store.lexical import K1, B, LexicalDoc, idf, lexical_doc
-from engram.types import VECTOR_ONLY_KINDS, MemoryRecord, RecordKind
+from engram.types import VECTOR_ONLY_KINDS, MemoryRecord, RecordFilter, RecordKind
 
 __all__ = [
     "KIND_CODES",
@@ -30,6 +30,7 @@ __all__ = [
     "has_text_row",
     "index_docs",
     "search",
+    "search_ids",
     "unindex_docs",
 ]
 
@@ -181,3 +182,30 @@ def search(
         ],
     ).fetchall()  # fmt: skip
     return [(int(doc), float(score)) for doc, score in rows]
+
+
+def search_ids(
+    conn: sqlite3.Connection, where: RecordFilter, stems: Sequence[str], limit: int
+) -> list[tuple[str, float]]:
+    """:func:`search` in a filter's scope, with record ids."""
+    within = None
+    if where.session_id is not None or where.agent_id is not None:
+        within = _scope_sql(where)
+    hits = search(conn, where.user_id, stems, where.kinds, limit, within)
+    ids = dict(
+        conn.execute(
+            f"SELECT rowid, id FROM records WHERE rowid IN ({', '.join('?' * len(hits))})",
+            [rowid for rowid, _ in hits],
+        ).fetchall()
+    )
+    return [(ids[rowid], score) for rowid, score in hits if rowid in ids]
+
+
+def _scope_sql(where: RecordFilter) -> tuple[str, list[object]]:
+    clauses: list[str] = ["user_id = ?"]
+    params: list[object] = [where.user_id]
+    for column, value in (("session_id", where.session_id), ("agent_id", where.agent_id)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    return " AND ".join(clauses), params

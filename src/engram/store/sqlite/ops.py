@@ -10,17 +10,21 @@ from datetime import UTC, datetime
 import numpy as np
 
 from engram.embed.base import Vectors
-from engram.errors import NotFoundError
+from engram.errors import ConfigurationError, ConflictError, NotFoundError
+from engram.store.base import SessionTail
 from engram.store.sqlite import lexical
 from engram.store.sqlite.rows import RECORD_COLUMNS, record_from_row, record_params, to_iso
-from engram.types import MemoryRecord, RecordFilter
+from engram.types import MemoryRecord, RecordFilter, StoreStats
 
 __all__ = [
     "bump",
+    "check_embedder",
+    "check_tail",
     "delete_rows",
     "derived",
     "get_record",
     "insert_records",
+    "store_stats",
     "stored_ids",
     "where_sql",
     "write_history",
@@ -159,3 +163,50 @@ def derived(conn: sqlite3.Connection, user_id: str, record_id: str) -> list[Memo
         (record_id, user_id),
     ).fetchall()
     return [record_from_row(row) for row in rows]
+
+
+def check_tail(conn: sqlite3.Connection, expect: SessionTail, ids: Sequence[str]) -> None:
+    """Raise ``ConflictError`` unless the session's last turn is still ``expect.last_turn`` and
+    none of ``ids`` is stored (inside the caller's write transaction)."""
+    row = conn.execute(
+        "SELECT id FROM records WHERE user_id = ? AND session_id = ? AND kind = 'turn' "
+        "ORDER BY seq DESC, rowid DESC LIMIT 1",
+        (expect.user_id, expect.session_id),
+    ).fetchone()
+    if (None if row is None else row[0]) != expect.last_turn:
+        raise ConflictError(f"session {expect.session_id!r} changed while the add was prepared")
+    if stored_ids(conn, ids):
+        raise ConflictError("records of this add were stored meanwhile")
+
+
+def check_embedder(conn: sqlite3.Connection, path: str, name: str, dim: int) -> bool:
+    """Whether ``name`` and ``dim`` are what the store recorded; raise if they conflict."""
+    stored = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('embedder', 'dim')"))
+    stored_name, stored_dim = stored.get("embedder"), stored.get("dim")
+    if stored_dim is not None and int(stored_dim) != dim:
+        raise ConfigurationError(
+            f"{path} holds {stored_dim}-dimensional vectors from {stored_name!r}; "
+            f"embedder {name!r} makes {dim}-dimensional ones"
+        )
+    vectors = conn.execute("SELECT 1 FROM vectors LIMIT 1").fetchone()
+    if stored_name is not None and stored_name != name and vectors:
+        raise ConfigurationError(f"{path} was indexed with embedder {stored_name!r}, not {name!r}")
+    return stored_name == name and stored_dim == str(dim)
+
+
+def store_stats(conn: sqlite3.Connection, user_id: str | None, dim: int | None) -> StoreStats:
+    cond, params = ("WHERE user_id = ?", [user_id]) if user_id else ("", [])
+    kinds = dict(conn.execute(f"SELECT kind, COUNT(*) FROM records {cond} GROUP BY kind", params))
+    (users,) = conn.execute(
+        f"SELECT COUNT(DISTINCT user_id) FROM records {cond}", params
+    ).fetchone()
+    (sessions,) = conn.execute(
+        f"SELECT COUNT(*) FROM (SELECT DISTINCT user_id, session_id FROM records {cond})", params
+    ).fetchone()
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    row = conn.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
+    return StoreStats(
+        records=kinds, users=users, sessions=sessions, size_bytes=pages * page_size,
+        embedder=None if row is None else str(row[0]), dim=dim,
+    )  # fmt: skip

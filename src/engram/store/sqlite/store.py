@@ -15,7 +15,6 @@ import numpy as np
 from engram.embed.base import Vectors
 from engram.errors import (
     ConfigurationError,
-    ConflictError,
     NotFoundError,
     ScopeError,
     StoreError,
@@ -26,11 +25,13 @@ from engram.store.sqlite import lexical
 from engram.store.sqlite.connect import open_database, store_error, translate_errors
 from engram.store.sqlite.ops import (
     bump,
+    check_embedder,
+    check_tail,
     delete_rows,
     derived,
     get_record,
     insert_records,
-    stored_ids,
+    store_stats,
     where_sql,
     write_history,
 )
@@ -140,28 +141,15 @@ class SqliteStore:
         """Record the embedder, or check it against the recorded one. Writes only when the
         record changes, so a read-only store accepts the embedder it was built with."""
         with self._reading():
-            recorded = self._check_embedder(name, dim)
+            recorded = check_embedder(self._conn, self.path, name, dim)
         if not recorded and not self.read_only:  # a read-only store has no vectors to mix up
             with self._tx() as conn:
-                if not self._check_embedder(name, dim):  # again, under the write lock
+                if not check_embedder(
+                    self._conn, self.path, name, dim
+                ):  # again, under the write lock
                     conn.execute("INSERT OR REPLACE INTO meta VALUES ('embedder', ?)", (name,))
                     conn.execute("INSERT OR REPLACE INTO meta VALUES ('dim', ?)", (str(dim),))
         self._dim = dim
-
-    def _check_embedder(self, name: str, dim: int) -> bool:
-        """Whether ``name`` and ``dim`` are what the store recorded; raise if they conflict."""
-        stored_name, stored_dim = self._meta("embedder"), self._meta("dim")
-        if stored_dim is not None and int(stored_dim) != dim:
-            raise ConfigurationError(
-                f"{self.path} holds {stored_dim}-dimensional vectors from {stored_name!r}; "
-                f"embedder {name!r} makes {dim}-dimensional ones"
-            )
-        vectors = self._conn.execute("SELECT 1 FROM vectors LIMIT 1").fetchone()
-        if stored_name is not None and stored_name != name and vectors:
-            raise ConfigurationError(
-                f"{self.path} was indexed with embedder {stored_name!r}, not {name!r}"
-            )
-        return stored_name == name and stored_dim == str(dim)
 
     def _check(self, records: Sequence[MemoryRecord], vectors: Vectors) -> None:
         if len(records) != len(vectors):
@@ -180,7 +168,7 @@ class SqliteStore:
         with self._lock:
             with self._tx() as conn:
                 if expect is not None:
-                    self._check_tail(conn, expect, records)
+                    check_tail(conn, expect, [r.id for r in records])
                 inserted = insert_records(conn, records, vectors)
                 users = dict.fromkeys(r.user_id for r, _ in inserted)
                 generations = {user: bump(conn, user) for user in users}  # once per user
@@ -189,20 +177,6 @@ class SqliteStore:
                     user_id, gen, [(r, i) for r, i in inserted if r.user_id == user_id], vectors
                 )
         return [record for record, _ in inserted]
-
-    @staticmethod
-    def _check_tail(
-        conn: sqlite3.Connection, expect: SessionTail, records: Sequence[MemoryRecord]
-    ) -> None:
-        row = conn.execute(
-            "SELECT id FROM records WHERE user_id = ? AND session_id = ? AND kind = 'turn' "
-            "ORDER BY seq DESC, rowid DESC LIMIT 1",
-            (expect.user_id, expect.session_id),
-        ).fetchone()
-        if (None if row is None else row[0]) != expect.last_turn:
-            raise ConflictError(f"session {expect.session_id!r} changed while the add was prepared")
-        if stored_ids(conn, [r.id for r in records]):
-            raise ConflictError("records of this add were stored meanwhile")
 
     def _carry_caches(
         self, user_id: str, gen: int, mine: list[tuple[MemoryRecord, int]], vectors: Vectors
@@ -373,18 +347,8 @@ class SqliteStore:
         stems = query_stems(query)
         if not stems or limit <= 0:
             return []
-        within = None
-        if where.session_id is not None or where.agent_id is not None:
-            within = where_sql(RecordFilter(where.user_id, where.agent_id, where.session_id))
-        with self._reading():
-            hits = lexical.search(self._conn, where.user_id, stems, where.kinds, limit, within)
-            ids = dict(
-                self._conn.execute(
-                    f"SELECT rowid, id FROM records WHERE rowid IN ({', '.join('?' * len(hits))})",
-                    [rowid for rowid, _ in hits],
-                ).fetchall()
-            )
-        return [(ids[rowid], score) for rowid, score in hits if rowid in ids]
+        with self._reading() as conn:
+            return lexical.search_ids(conn, where, stems, limit)
 
     def speakers(self, user_id: str) -> frozenset[str]:
         with self._reading():
@@ -418,23 +382,8 @@ class SqliteStore:
             return [(str(m.ids[i]), s) for i, s in top_k(m.scores(vector), limit, keep)]
 
     def stats(self, user_id: str | None = None) -> StoreStats:
-        cond, params = ("WHERE user_id = ?", [user_id]) if user_id else ("", [])
         with self._reading() as conn:
-            kinds = dict(
-                conn.execute(f"SELECT kind, COUNT(*) FROM records {cond} GROUP BY kind", params)
-            )
-            users, sessions = conn.execute(
-                f"SELECT COUNT(DISTINCT user_id), COUNT(DISTINCT user_id || '/' || "
-                f"COALESCE(session_id, '')) FROM records {cond}",
-                params,
-            ).fetchone()
-            pages = conn.execute("PRAGMA page_count").fetchone()[0]
-            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-            embedder = self._meta("embedder")
-        return StoreStats(
-            records=kinds, users=users, sessions=sessions, size_bytes=pages * page_size,
-            embedder=embedder, dim=self._dim,
-        )  # fmt: skip
+            return store_stats(conn, user_id, self._dim)
 
     def close(self) -> None:
         with self._reading():
