@@ -180,15 +180,35 @@ def test_ids_with_the_unit_separator_cannot_collide_across_users(mem: Memory) ->
 
 @pytest.mark.parametrize("role", ["us\x1fer", "user\x00", "\x85", "a\udcff"], ids=short)
 def test_a_role_with_control_characters_is_invalid(mem: Memory, role: str) -> None:
-    unchanged(mem, lambda: mem.add([{"role": role, "content": "hi"}], user_id="u"), InvalidInputError)
+    unchanged(
+        mem, lambda: mem.add([{"role": role, "content": "hi"}], user_id="u"), InvalidInputError
+    )
 
 
 @pytest.mark.parametrize(
     "fields",
-    [{"id": "\udcff"}, {"name": "\udcff"}, {"id": 10**5000}, {"id": 10**300}, {"id": True},
-     {"name": ""}, {"name": 0}, {"name": []}, {"id": ""}],
-    ids=["surrogate id", "surrogate name", "5000-digit id", "300-digit id", "True id",
-         "empty name", "0 name", "[] name", "empty id"],
+    [
+        {"id": "\udcff"},
+        {"name": "\udcff"},
+        {"id": 10**5000},
+        {"id": 10**300},
+        {"id": True},
+        {"name": ""},
+        {"name": 0},
+        {"name": []},
+        {"id": ""},
+    ],
+    ids=[
+        "surrogate id",
+        "surrogate name",
+        "5000-digit id",
+        "300-digit id",
+        "True id",
+        "empty name",
+        "0 name",
+        "[] name",
+        "empty id",
+    ],
 )
 def test_bad_message_ids_and_names_are_invalid(mem: Memory, fields: dict[str, Any]) -> None:
     unchanged(mem, lambda: mem.add(with_field(**fields), user_id="u"), InvalidInputError)
