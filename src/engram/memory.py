@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import TypeGuard
 
 from engram.embed.base import CachedQueryEmbedder, Embedder, Vectors, embed_texts
 from engram.errors import InvalidInputError, NotFoundError
@@ -23,6 +25,8 @@ from engram.types import (
     Scope,
     SessionHit,
     StoreStats,
+    id_problem,
+    short_repr,
 )  # fmt: skip
 from engram.write.ingest import DEFAULT_SESSION
 from engram.write.messages import MAX_CONTENT_CHARS, parse_datetime, parse_messages
@@ -31,12 +35,26 @@ from engram.write.pipeline import SpanVectors, WritePipeline
 __all__ = ["Memory"]
 
 MAX_LIMIT = 1000
+MAX_OFFSET = 10**9  # far below SQLite's 64-bit integers
 DEFAULT_WINDOW = 3  # turns per window key; see docs/benchmarks.md for the ablation
 
 
+def _int_in(value: object, low: int, high: int | None = None) -> TypeGuard[int]:
+    """Whether ``value`` is an int (bools are not) from ``low`` to ``high``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return False
+    return value >= low and (high is None or value <= high)
+
+
 def _limit(value: object, name: str = "limit") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+    if not _int_in(value, 1, MAX_LIMIT):
         raise InvalidInputError(f"{name} must be an integer between 1 and {MAX_LIMIT}")
+    return value
+
+
+def _offset(value: object) -> int:
+    if not _int_in(value, 0, MAX_OFFSET):
+        raise InvalidInputError(f"offset must be an integer between 0 and {MAX_OFFSET:,}")
     return value
 
 
@@ -45,7 +63,32 @@ def _query(value: object) -> str:
         raise InvalidInputError("query must be a non-empty string")
     if len(value) > MAX_CONTENT_CHARS:
         raise InvalidInputError(f"query is longer than {MAX_CONTENT_CHARS:,} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(f"query is not valid Unicode text ({exc.reason})") from None
     return value
+
+
+def _record_id(value: object) -> str:
+    """A well-formed record id (whether it exists is the store's answer: NotFoundError)."""
+    problem = id_problem(value)
+    if problem is not None:
+        raise InvalidInputError(f"record id {problem}")
+    return value  # type: ignore[return-value]  # id_problem checked it is a str
+
+
+def _kinds(value: object) -> tuple[RecordKind, ...]:
+    """Kind names or :class:`RecordKind` members; a single name (``"turn"``) means that kind."""
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, Sequence | AbstractSet) or isinstance(value, bytes | bytearray):
+        raise InvalidInputError(f"kinds must be a list of record kinds, got {short_repr(value)}")
+    known = {k.value: k for k in RecordKind}
+    for kind in value:
+        if not isinstance(kind, str) or kind not in known:
+            raise InvalidInputError(f"unknown record kind {short_repr(kind)}; known: {[*known]}")
+    return tuple(known[k] for k in value)
 
 
 class Memory:
@@ -74,6 +117,8 @@ class Memory:
             raise InvalidInputError("window_size must be a non-negative integer (0: no windows)")
         if not isinstance(sentence_keys, bool):
             raise InvalidInputError("sentence_keys must be True or False")
+        if not _int_in(max_content_chars, 1):
+            raise InvalidInputError("max_content_chars must be a positive integer")
         if span_vectors not in ("mean", "embed"):
             raise InvalidInputError("span_vectors must be 'mean' or 'embed'")
         self.store = store
@@ -120,7 +165,7 @@ class Memory:
         sentence keys. Idempotent: a message already stored (same id, or same
         role/content/timestamp) is not stored again. Returns the turn record of every message,
         in order."""
-        scope = Scope(user_id, agent_id, session_id or DEFAULT_SESSION)
+        scope = Scope(user_id, agent_id, DEFAULT_SESSION if session_id is None else session_id)
         session = scope.session_id or DEFAULT_SESSION
         parsed = parse_messages(messages, limit=self._max_chars)
         date = parse_datetime(session_date, "session_date")
@@ -134,6 +179,7 @@ class Memory:
         """Replace a record's text; the round and window keys built from it are rebuilt and its
         sentence keys replaced, all in one transaction. The old text stays in the history."""
         Scope(user_id)
+        _record_id(record_id)
         clean = parse_messages([{"role": "user", "content": text}], limit=self._max_chars)[0]
         current = self.get(record_id, user_id=user_id)
         return self._writer.update(current, clean.content, now=datetime.now(UTC))
@@ -142,7 +188,7 @@ class Memory:
         """Hard-delete one record and the round, window and sentence keys built from it; returns
         the deleted ids."""
         Scope(user_id)
-        return self.store.delete(user_id, record_id)
+        return self.store.delete(user_id, _record_id(record_id))
 
     def forget(self, *, user_id: str, session_id: str | None = None) -> int:
         """Hard-delete everything of a user (or of one session), with index rows and history."""
@@ -153,7 +199,7 @@ class Memory:
 
     def get(self, record_id: str, *, user_id: str) -> MemoryRecord:
         Scope(user_id)
-        found = self.store.get_many(user_id, [record_id])
+        found = self.store.get_many(user_id, [_record_id(record_id)])
         if not found:
             raise NotFoundError(f"no record {record_id!r} for this user")
         return found[0]
@@ -169,18 +215,12 @@ class Memory:
         offset: int = 0,
     ) -> builtins.list[MemoryRecord]:
         """Records in scope, in conversation order (turns only unless ``kinds`` says otherwise)."""
-        try:
-            kind_values = tuple(RecordKind(k) for k in kinds)
-        except ValueError as exc:
-            raise InvalidInputError(str(exc)) from exc
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InvalidInputError("offset must be a non-negative integer")
-        where = RecordFilter(user_id, agent_id, session_id, kind_values)
-        return self.store.list(where, limit=_limit(limit), offset=offset)
+        where = RecordFilter(user_id, agent_id, session_id, _kinds(kinds))
+        return self.store.list(where, limit=_limit(limit), offset=_offset(offset))
 
     def history(self, record_id: str, *, user_id: str) -> builtins.list[HistoryEvent]:
         Scope(user_id)
-        return self.store.history(user_id, record_id)
+        return self.store.history(user_id, _record_id(record_id))
 
     def search(
         self,
@@ -212,6 +252,7 @@ class Memory:
         config: SearchConfig | str | None = None,
     ) -> builtins.list[SessionHit]:
         """Sessions ranked by their best turns (see ``SearchConfig.session_aggregation``)."""
+        _limit(limit)
         cfg = resolve_config(config)
         hits = self.search(
             query, user_id=user_id, limit=MAX_LIMIT, agent_id=agent_id,

@@ -6,6 +6,7 @@ happened or was true in the world; ``created_at`` says when Engram recorded it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +17,7 @@ from engram.errors import ScopeError
 
 __all__ = [
     "DERIVED_KEY_KINDS",
+    "MAX_ID_CHARS",
     "VECTOR_ONLY_KINDS",
     "HistoryEvent",
     "Hit",
@@ -27,6 +29,8 @@ __all__ = [
     "Scope",
     "SessionHit",
     "StoreStats",
+    "id_problem",
+    "short_repr",
 ]
 
 
@@ -44,13 +48,49 @@ class RecordKind(StrEnum):
     SUMMARY = "summary"
 
 
+MAX_ID_CHARS = 256
+"""The longest ``user_id``, ``session_id``, ``agent_id`` or record id."""
+
+# C0 controls (the unit separator \x1f among them), DEL, C1 controls and lone surrogates (the
+# latter are what a non-UTF-8 byte becomes under ``surrogateescape``, and cannot be encoded).
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def id_problem(value: object) -> str | None:
+    """Why ``value`` is not a valid id (a non-empty string of at most :data:`MAX_ID_CHARS`
+    characters with no control character or lone surrogate), or ``None`` if it is one."""
+    if not isinstance(value, str):
+        return f"must be a string, got {short_repr(value)}"
+    if not value.strip():
+        return f"must be a non-empty string, got {short_repr(value)}"
+    if len(value) > MAX_ID_CHARS:
+        return f"is longer than {MAX_ID_CHARS} characters"
+    bad = _FORBIDDEN.search(value)
+    if bad is None:
+        return None
+    char = bad.group()
+    kind = "a lone surrogate" if "\ud800" <= char <= "\udfff" else "a control character"
+    return f"contains {kind} ({char!r} at position {bad.start()}): {short_repr(value)}"
+
+
+def short_repr(value: object) -> str:
+    """``repr(value)`` cut to about 80 characters, for error messages. Containers and other
+    objects are named by their type only: their ``repr`` may be huge, or recurse too deep."""
+    if isinstance(value, str | bytes | bytearray):
+        return repr(value[:77]) + ("..." if len(value) > 77 else "")
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"<an integer of {value.bit_length()} bits>"
+    if value is None or isinstance(value, int | float):
+        return repr(value)
+    return f"<{type(value).__name__}>"
+
+
 def _check_id(name: str, value: object, *, required: bool) -> None:
     if value is None and not required:
         return
-    if not isinstance(value, str) or not value.strip():
-        raise ScopeError(f"{name} must be a non-empty string, got {value!r}")
-    if len(value) > 256:
-        raise ScopeError(f"{name} is longer than 256 characters")
+    problem = id_problem(value)
+    if problem is not None:
+        raise ScopeError(f"{name} {problem}")
 
 
 DERIVED_KEY_KINDS = (RecordKind.ROUND, RecordKind.WINDOW, RecordKind.SENTENCE)
@@ -63,7 +103,10 @@ and a second copy would skew the BM25 statistics."""
 
 @dataclass(frozen=True)
 class Scope:
-    """Whose memory: ``user_id`` is required for every read and write."""
+    """Whose memory: ``user_id`` is required for every read and write. Each id is a non-empty
+    string of at most :data:`MAX_ID_CHARS` characters without control characters (C0, DEL, C1)
+    or lone surrogates; anything else is a :class:`~engram.ScopeError`. Record ids are derived
+    from these ids joined by ``\\x1f``, which therefore none of them can contain."""
 
     user_id: str
     agent_id: str | None = None

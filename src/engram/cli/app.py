@@ -19,6 +19,7 @@ import click
 
 from engram import Memory
 from engram.config import Settings, make_embedder
+from engram.types import short_repr
 
 __all__ = [
     "App",
@@ -46,7 +47,7 @@ class App:
         """The memory at ``settings.db``; a missing file is an error unless ``create``."""
         if self._memory is None:
             db = self.settings.db
-            if not create and db != ":memory:" and not Path(db).exists():
+            if not create and db != ":memory:" and not _exists(db):
                 raise click.ClickException(
                     f"no database at {db!r} (pass --db or set ENGRAM_DB; "
                     "'engram add' and 'engram import' create one)"
@@ -66,6 +67,14 @@ class App:
             click.echo(pretty())
         else:
             click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+
+
+def _exists(db: str) -> bool:
+    try:
+        return Path(db).exists()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise click.ClickException(f"cannot open the database {short_repr(db)}: {reason}") from None
 
 
 pass_app = click.make_pass_decorator(App, ensure=True)

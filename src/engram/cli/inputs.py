@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from engram import DataError
+from engram.types import short_repr
 
 __all__ = ["CONVERSATION_FIELDS", "Conversation", "ConversationFile", "read_messages"]
 
@@ -48,27 +49,33 @@ def _label(path: str) -> str:
 
 def read_text(path: str) -> str:
     """The whole text of ``path`` (``-`` is standard input), as UTF-8."""
-    if path == STDIN:
-        return sys.stdin.read()
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return sys.stdin.read() if path == STDIN else Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory") from None
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        where = _label(path)
+        raise DataError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+        raise DataError(f"{_label(path)}: cannot read ({exc.strerror or exc})") from None
+    except ValueError as exc:  # e.g. a NUL byte in the name
+        raise DataError(f"{_label(path)}: cannot read ({exc})") from None
 
 
-def _load_json(text: str, where: str) -> Any:
+def _load_json(text: str, where: str, *, one_line: bool = False) -> Any:
+    """The JSON document ``text``; ``one_line``: a JSONL line (its position omits the line)."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(
-            f"{where}: invalid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
-        ) from None
+        at = f"column {exc.colno}" if one_line else f"line {exc.lineno} column {exc.colno}"
+        raise DataError(f"{where}: invalid JSON: {exc.msg} ({at})") from None
+    except ValueError as exc:  # Python reads integers of at most 4,300 digits
+        reason = "a number of more than 4,300 digits" if "digits" in str(exc) else str(exc)
+        raise DataError(f"{where}: invalid JSON: {reason}") from None
+    except RecursionError:
+        raise DataError(f"{where}: invalid JSON: nested too deeply") from None
 
 
 def read_messages(path: str) -> list[Any]:
@@ -85,7 +92,7 @@ def _id(raw: Mapping[str, Any], key: str, where: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise DataError(f"{where}: {key!r} must be a string, got {value!r}")
+        raise DataError(f"{where}: {key!r} must be a string, got {short_repr(value)}")
     return str(value)
 
 
@@ -106,7 +113,8 @@ def to_conversation(raw: object, where: str, *, user_id: str | None = None) -> C
         raise DataError(f"{where}: missing 'messages'")
     date = raw.get("session_date")
     if date is not None and not isinstance(date, str):
-        raise DataError(f"{where}: 'session_date' must be an ISO 8601 string, got {date!r}")
+        shown = short_repr(date)
+        raise DataError(f"{where}: 'session_date' must be an ISO 8601 string, got {shown}")
     return Conversation(
         where=where, user_id=user, session_id=session, messages=raw["messages"],
         session_date=date, agent_id=_id(raw, "agent_id", where),
@@ -135,7 +143,7 @@ class ConversationFile:
         else:
             jsonl = not text.lstrip().startswith("[")
         if jsonl:
-            lines = text.splitlines()
+            lines = text.split("\n")  # not splitlines(): JSON strings may hold U+2028, \x1e...
             items = tuple((f"{label} line {n}", ln) for n, ln in enumerate(lines, 1) if ln.strip())
             return cls(label, True, items, user_id)
         doc = _load_json(text, label)
@@ -150,12 +158,5 @@ class ConversationFile:
 
     def __iter__(self) -> Iterator[Conversation]:
         for where, item in self.items:
-            raw = item
-            if self.jsonl:
-                try:
-                    raw = json.loads(item)
-                except json.JSONDecodeError as exc:
-                    raise DataError(
-                        f"{where}: invalid JSON: {exc.msg} (column {exc.colno})"
-                    ) from None
+            raw = _load_json(item, where, one_line=True) if self.jsonl else item
             yield to_conversation(raw, where, user_id=self.user_id)

@@ -47,6 +47,10 @@ _ABBREVIATIONS = frozenset(
 
 def record_id(user_id: str, session_id: str, kind: RecordKind, key: str) -> str:
     """A deterministic id, so that adding the same message twice stores it once."""
+    # Unambiguous: user_id and session_id are Scope-checked ids, which cannot contain a control
+    # character (\x1f included), and the kind is an enum value; so the first three separators
+    # end the first three fields and the key (which may hold \x1f) is the rest. Do not change
+    # this derivation: stored ids must stay the same, or re-imports would store duplicates.
     raw = "\x1f".join((user_id, session_id, kind.value, key)).encode("utf-8")
     return hashlib.sha256(raw).hexdigest()[:32]
 
