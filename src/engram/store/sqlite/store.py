@@ -35,7 +35,7 @@ from engram.store.sqlite.rows import (
 )
 from engram.store.sqlite.schema import migrate
 from engram.store.sqlite.usercache import UserCache
-from engram.store.sqlite.vectors import UserMatrix, top_k
+from engram.store.sqlite.vectors import UserMatrix, load_user_matrix
 from engram.store.text import query_terms
 from engram.types import (
     DERIVED_KEY_KINDS,
@@ -324,13 +324,7 @@ class SqliteStore:
             ))  # fmt: skip
 
     def _load_matrix(self, user_id: str) -> UserMatrix:
-        rows = self._conn.execute(
-            "SELECT r.id, r.kind, r.session_id, r.agent_id, v.vector FROM vectors v "
-            "JOIN records r ON r.rowid = v.rowid WHERE v.user_id = ? ORDER BY v.rowid",
-            (user_id,),
-        ).fetchall()
-        vecs = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32)
-        return UserMatrix.load([r[:4] for r in rows], vecs.reshape(len(rows), self._dim or 0))
+        return load_user_matrix(self._conn, user_id, self._dim or 0)
 
     def vector_search(
         self, vector: Vectors, where: RecordFilter, limit: int
@@ -340,8 +334,7 @@ class SqliteStore:
             m = self._matrices.get(
                 user_id, self._generation(user_id), lambda: self._load_matrix(user_id)
             )
-            keep = m.mask(tuple(k.value for k in where.kinds), where.session_id, where.agent_id)
-            return [(str(m.ids[i]), s) for i, s in top_k(m.scores(vector), limit, keep)]
+            return m.search(self._conn, vector, where, limit)
 
     def stats(self, user_id: str | None = None) -> StoreStats:
         cond, params = ("WHERE user_id = ?", [user_id]) if user_id else ("", [])
