@@ -43,7 +43,7 @@ from engram.store.sqlite.rows import (
     ref_from_row,
 )
 from engram.store.sqlite.usercache import UserCache
-from engram.store.sqlite.vectors import UserMatrix, top_k
+from engram.store.sqlite.vectors import UserMatrix, load_user_matrix
 from engram.types import (
     DERIVED_KEY_KINDS,
     HistoryEvent,
@@ -361,13 +361,7 @@ class SqliteStore:
             ))  # fmt: skip
 
     def _load_matrix(self, user_id: str) -> UserMatrix:
-        rows = self._conn.execute(
-            "SELECT r.id, r.kind, r.session_id, r.agent_id, v.vector FROM vectors v "
-            "JOIN records r ON r.rowid = v.rowid WHERE v.user_id = ? ORDER BY v.rowid",
-            (user_id,),
-        ).fetchall()
-        vecs = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32)
-        return UserMatrix.load([r[:4] for r in rows], vecs.reshape(len(rows), self._dim or 0))
+        return load_user_matrix(self._conn, user_id, self._dim or 0)
 
     def vector_search(
         self, vector: Vectors, where: RecordFilter, limit: int
@@ -378,8 +372,7 @@ class SqliteStore:
             m = self._matrices.get(
                 user_id, self._generation(user_id), lambda: self._load_matrix(user_id)
             )
-            keep = m.mask(tuple(k.value for k in where.kinds), where.session_id, where.agent_id)
-            return [(str(m.ids[i]), s) for i, s in top_k(m.scores(vector), limit, keep)]
+            return m.search(self._conn, vector, where, limit)
 
     def stats(self, user_id: str | None = None) -> StoreStats:
         with self._reading() as conn:

@@ -4,104 +4,219 @@ SQLite holds the vectors (as float32 blobs, in the same transactions as the reco
 can never disagree with the records. Each user's matrix is loaded on first search and kept in a
 :class:`~engram.store.sqlite.usercache.UserCache`; rows this process adds are appended in place.
 Why exact search rather than an ANN index: see docs/vector-index.md.
+
+Loading reads the ``vectors`` table alone, straight into a preallocated matrix, with each row's
+``rowid``; nothing else of a record is read then. The filter columns (kind, session, agent) are
+read on the first search that filters on them, as integer codes, from the narrow indexes on
+``records``; a hit's record id is looked up by rowid when it is returned. Measured in
+docs/perf.md ("Scale: 200k turns for one user").
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import mmap
+import queue
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
+from operator import itemgetter
 
 import numpy as np
 import numpy.typing as npt
 from threadpoolctl import ThreadpoolController
 
 from engram.embed.base import Vectors
+from engram.errors import StoreError
+from engram.store.base import ScoredId
+from engram.types import RecordFilter
 
-__all__ = ["UserMatrix", "top_k"]
+__all__ = ["UserMatrix", "load_user_matrix", "top_k"]
 
 
 Row = tuple[str, str, str | None, str | None]  # id, kind, session_id, agent_id
+RowIds = npt.NDArray[np.int64]
+
+_FILTERS = {"kind": 1, "session_id": 2, "agent_id": 3}  # a filter column: its place in a Row
+_CHUNK = 1024  # vectors read per statement while loading (1.5 MB at 384 dimensions)
+_MAPPED = 1 << 24  # buffers from this size up are mapped directly, see _empty
+_THREADED = 1 << 24  # matrices from this size up are filled by a second thread while loading
 
 
-def _columns(rows: list[Row]) -> list[npt.NDArray[np.object_]]:
-    cols = list(zip(*rows, strict=True)) if rows else [(), (), (), ()]
-    return [np.array(col, dtype=object) for col in cols]
+def _capacity(rows: int) -> int:
+    return rows + max(rows // 4, 64)
 
 
-@dataclass
+def _empty(rows: int, dim: int) -> Vectors:
+    """An uninitialised matrix. A large one is an anonymous private mapping, not numpy's own
+    allocation: numpy advises the kernel to back large arrays with transparent huge pages, and
+    where the kernel must first compact memory for them, touching a 1.5 GB matrix for the first
+    time took 2-5 s instead of 0.6 s (docs/perf.md). Untouched rows take no memory either way."""
+    size = rows * dim * 4
+    if size < max(_MAPPED, 1) or not hasattr(mmap, "MAP_PRIVATE"):  # (none on Windows)
+        return np.empty((rows, dim), dtype=np.float32)
+    buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+    return np.frombuffer(buffer, dtype=np.float32).reshape(rows, dim)
+
+
+class _Codes:
+    """One filter column of a matrix as int32 codes into its distinct values (-1: unknown)."""
+
+    def __init__(self, size: int) -> None:
+        self.of: dict[str | None, int] = {}
+        self.codes = np.full(size, -1, dtype=np.int32)
+
+    def code(self, value: str | None) -> int:
+        return self.of.setdefault(value, len(self.of))
+
+    def rows_with(self, values: Iterable[str | None], rows: int) -> npt.NDArray[np.bool_]:
+        wanted = [self.of[v] for v in values if v in self.of]
+        return np.isin(self.codes[:rows], np.array(wanted, dtype=np.int32))
+
+    def resize(self, rows: int, size: int) -> None:
+        self.codes = np.concatenate([self.codes[:rows], np.full(size - rows, -1, np.int32)])
+
+
 class UserMatrix:
-    """One user's vectors with the columns a search may filter on (id, kind, session, agent).
-    Vectors and columns live in buffers that grow by a quarter when full, so appending after
-    every write costs amortised O(rows added), not a copy of everything, for at most 25% spare
-    memory; cached kind masks are extended, not recomputed."""
+    """One user's vectors, in a buffer that grows by a quarter when full, so appending after
+    every write costs amortised O(rows added), not a copy of everything; the spare rows are
+    allocated but not touched, so they take no memory until used.
 
-    _columns: list[npt.NDArray[np.object_]]
-    _buffer: Vectors
-    _rows: int
-    _kind_masks: dict[tuple[str, ...], npt.NDArray[np.bool_]] = field(default_factory=dict)
-    _last: tuple[bytes, Vectors] | None = None
+    Rows ``[0, loaded)`` came from the database and are known by their rowid; rows appended
+    since by this process are kept whole (id, kind, session, agent). The filter columns are
+    read from the database on first use (``conn``); cached kind masks are extended, not
+    recomputed."""
 
-    @classmethod
-    def load(cls, rows: list[Row], vectors: Vectors) -> UserMatrix:
-        """A matrix over ``vectors`` as they are (no copy: a read-only array from the database's
-        bytes is fine, the first append copies it into a growable buffer)."""
-        if vectors.dtype != np.float32 or vectors.shape[0] != len(rows):
-            raise ValueError("one float32 vector per row")
-        return cls(_columns(rows), vectors, len(rows))
+    def __init__(self, user_id: str, dim: int, rows: int = 0) -> None:
+        self.user_id = user_id
+        self._buffer = _empty(_capacity(rows), dim)
+        self._rows = 0
+        self._rowids: RowIds = np.empty(rows, dtype=np.int64)
+        self._ids: npt.NDArray[np.object_] = np.empty(len(self._buffer), dtype=object)  # None
+        self._added: list[Row] = []
+        self._columns: dict[str, _Codes] = {}
+        self._kind_masks: dict[tuple[str, ...], npt.NDArray[np.bool_]] = {}
+        self._last: tuple[bytes, Vectors] | None = None
 
     @property
     def matrix(self) -> Vectors:
         return self._buffer[: self._rows]
 
     @property
-    def ids(self) -> npt.NDArray[np.object_]:
-        return self._columns[0][: self._rows]
+    def loaded(self) -> int:
+        """How many rows came from the database (the rest were appended)."""
+        return len(self._rowids)
 
-    @property
-    def kinds(self) -> npt.NDArray[np.object_]:
-        return self._columns[1][: self._rows]
+    def _fill(self, rowids: RowIds, vectors: Vectors) -> None:
+        start, end = self._rows, self._rows + len(rowids)
+        if end > self.loaded or vectors.shape != (len(rowids), self._buffer.shape[1]):
+            raise StoreError(f"the vectors of user {self.user_id!r} changed while loading")
+        self._rowids[start:end] = rowids
+        self._buffer[start:end] = vectors
+        self._rows = end
 
     def append(self, rows: list[Row], vectors: Vectors) -> UserMatrix:
         """Add rows written by this process; returns the matrix itself."""
         start, needed = self._rows, self._rows + len(rows)
-        if needed > self._buffer.shape[0] or not self._buffer.flags.writeable:
-            size = start + max(len(rows), self._buffer.shape[0] // 4, 64)
-            grown = np.empty((size, vectors.shape[1]), dtype=np.float32)
-            grown[:start] = self.matrix
+        if needed > self._buffer.shape[0] or vectors.shape[1] != self._buffer.shape[1]:
+            if start and vectors.shape[1] != self._buffer.shape[1]:
+                raise ValueError("vectors of another dimension")
+            grown = _empty(_capacity(needed), vectors.shape[1])
+            if start:  # (an empty matrix may have had no dimension yet)
+                grown[:start] = self.matrix
             self._buffer = grown
-        if needed > self._columns[0].shape[0]:
-            size = self._buffer.shape[0]
-            self._columns = [np.concatenate([c[:start], np.empty(size - start, dtype=object)])
-                             for c in self._columns]  # fmt: skip
-        for column, values in zip(self._columns, _columns(rows), strict=True):
-            column[start:needed] = values
+            self._ids = np.concatenate([self._ids[:start], np.empty(len(grown) - start, object)])
+            for column in self._columns.values():
+                column.resize(start, grown.shape[0])
         self._buffer[start:needed] = vectors
+        self._ids[start:needed] = [r[0] for r in rows]
+        for name, column in self._columns.items():
+            column.codes[start:needed] = [column.code(r[_FILTERS[name]]) for r in rows]
+        self._added.extend(rows)
         self._rows = needed
-        new_kinds = self._columns[1][start:needed]
         self._kind_masks = {
-            kinds: np.concatenate([keep, np.isin(new_kinds, np.array(kinds, dtype=object))])
+            kinds: np.concatenate([keep, np.array([r[1] in kinds for r in rows], dtype=bool)])
             for kinds, keep in self._kind_masks.items()
         }
         self._last = None
         return self
 
+    def _column(self, conn: sqlite3.Connection, name: str) -> _Codes:
+        """A filter column, read on first use: the rowids of each distinct value, from the
+        ``records_kind`` or ``records_scope`` index (agents: the table), none per row in
+        Python; appended rows bring their own values."""
+        column = self._columns.get(name)
+        if column is not None:
+            return column
+        column = _Codes(self._buffer.shape[0])
+        known = self._rowids
+        if self.loaded:
+            for value, text in conn.execute(
+                f"SELECT {name}, group_concat(rowid) FROM records WHERE user_id = ? "
+                f"GROUP BY {name}",
+                (self.user_id,),
+            ):
+                found = np.fromstring(text, dtype=np.int64, sep=",")
+                at = np.minimum(np.searchsorted(known, found), self.loaded - 1)
+                column.codes[at[known[at] == found]] = column.code(value)
+        place = _FILTERS[name]
+        for offset, row in enumerate(self._added):
+            column.codes[self.loaded + offset] = column.code(row[place])
+        self._columns[name] = column
+        return column
+
     def mask(
-        self, kinds: tuple[str, ...], session_id: str | None, agent_id: str | None
+        self,
+        conn: sqlite3.Connection,
+        kinds: tuple[str, ...],
+        session_id: str | None,
+        agent_id: str | None,
     ) -> npt.NDArray[np.bool_] | None:
         """Rows passing the filter, or None when every row passes."""
         keep: npt.NDArray[np.bool_] | None = None
         if kinds:
             keep = self._kind_masks.get(kinds)
             if keep is None:
-                keep = np.isin(self.kinds, np.array(kinds, dtype=object))
+                keep = self._column(conn, "kind").rows_with(kinds, self._rows)
                 self._kind_masks[kinds] = keep
-        if session_id is not None:
-            same = self._columns[2][: self._rows] == session_id
-            keep = same if keep is None else keep & same
-        if agent_id is not None:
-            same = self._columns[3][: self._rows] == agent_id
-            keep = same if keep is None else keep & same
+        for name, value in (("session_id", session_id), ("agent_id", agent_id)):
+            if value is not None:
+                same = self._column(conn, name).rows_with((value,), self._rows)
+                keep = same if keep is None else keep & same
         return keep
+
+    def record_ids(self, conn: sqlite3.Connection, rows: Sequence[int]) -> list[str | None]:
+        """The record id of each row (None: the record is gone, deleted by another process).
+        Ids are looked up by rowid the first time a row is a hit, then kept."""
+        ids = self._ids
+        missing = [row for row in rows if ids[row] is None]  # appended rows have their ids
+        rowids = self._rowids[missing].tolist()
+        found: dict[int, str] = {}
+        for start in range(0, len(rowids), 500):
+            chunk = rowids[start : start + 500]
+            found.update(
+                conn.execute(
+                    # "+user_id": by rowid, then check the owner (not a scan of the user's rows)
+                    f"SELECT rowid, id FROM records WHERE +user_id = ? "
+                    f"AND rowid IN ({', '.join('?' * len(chunk))})",
+                    [self.user_id, *chunk],
+                )
+            )
+        for row, rowid in zip(missing, rowids, strict=True):
+            ids[row] = found.get(rowid)
+        return [ids[row] for row in rows]
+
+    def search(
+        self, conn: sqlite3.Connection, query: Vectors, where: RecordFilter, limit: int
+    ) -> list[ScoredId]:
+        """The ``limit`` best (record id, cosine) pairs among the rows ``where`` allows."""
+        if self._rows == 0 or limit <= 0:
+            return []
+        kinds = tuple(k.value for k in where.kinds)
+        keep = self.mask(conn, kinds, where.session_id, where.agent_id)
+        hits = top_k(self.scores(query), limit, keep)
+        ids = self.record_ids(conn, [row for row, _ in hits])
+        return [(rid, score) for rid, (_, score) in zip(ids, hits, strict=True) if rid is not None]
 
     def scores(self, query: Vectors) -> Vectors:
         """Cosine similarity of every row with ``query`` (rows and query are unit vectors). The
@@ -120,6 +235,103 @@ class UserMatrix:
             scores: Vectors = self.matrix @ vector
         self._last = (key, scores)
         return scores
+
+
+def load_user_matrix(conn: sqlite3.Connection, user_id: str, dim: int) -> UserMatrix:
+    """The user's vectors, read in one read transaction (a consistent snapshot)."""
+    began = not conn.in_transaction
+    if began:
+        conn.execute("BEGIN")
+    try:
+        (rows,) = conn.execute(
+            "SELECT COUNT(*) FROM vectors WHERE user_id = ?", (user_id,)
+        ).fetchone()
+        matrix = UserMatrix(user_id, dim, rows)
+        (encoding,) = conn.execute("PRAGMA encoding").fetchone()
+        read = _read_concatenated if encoding == "UTF-8" else _read_rows
+        chunks = read(conn, user_id, dim)
+        if rows * dim * 4 >= _THREADED:
+            _fill_in_background(matrix, chunks)
+        else:
+            for rowids, vectors in chunks:
+                matrix._fill(rowids, vectors)
+    finally:
+        if began:
+            conn.execute("COMMIT")
+    if matrix.matrix.shape[0] != rows:
+        raise StoreError(f"the vectors of user {user_id!r} changed while loading")
+    return matrix
+
+
+def _fill_in_background(matrix: UserMatrix, chunks: Iterator[tuple[RowIds, Vectors]]) -> None:
+    """Copy the chunks into the matrix in a second thread while this one reads the next ones:
+    the first write to each page of a fresh matrix costs a page fault, about a third of a load,
+    which then overlaps SQLite's reading (both release the GIL)."""
+    pending: queue.Queue[tuple[RowIds, Vectors] | None] = queue.Queue(maxsize=4)
+    failed: list[Exception] = []
+
+    def copy() -> None:
+        while (item := pending.get()) is not None:
+            try:
+                if not failed:
+                    matrix._fill(*item)
+            except Exception as exc:  # raised in the loading thread, below
+                failed.append(exc)
+
+    worker = threading.Thread(target=copy, name="engram-matrix-fill", daemon=True)
+    worker.start()
+    try:
+        for chunk in chunks:
+            pending.put(chunk)
+    finally:
+        pending.put(None)
+        worker.join()
+    if failed:
+        raise failed[0]
+
+
+_CONCATENATED = (
+    "SELECT group_concat(rowid), CAST(group_concat(vector, '') AS BLOB) FROM ("
+    "SELECT rowid, vector FROM vectors WHERE user_id = ? AND rowid > ? ORDER BY rowid LIMIT ?)"
+)
+
+
+def _read_concatenated(
+    conn: sqlite3.Connection, user_id: str, dim: int
+) -> Iterator[tuple[RowIds, Vectors]]:
+    """The user's rowids and vectors, ``_CHUNK`` rows per statement, in rowid order. SQLite
+    joins each chunk's blobs itself (in a UTF-8 database ``group_concat`` keeps a blob's bytes),
+    so Python handles one bytes object per chunk, not one per row; the rowids come from the same
+    aggregate, in the same order as the bytes."""
+    last = -(2**63)
+    while True:
+        text, blob = conn.execute(_CONCATENATED, (user_id, last, _CHUNK)).fetchone()
+        if text is None:
+            return
+        rowids = np.fromstring(text, dtype=np.int64, sep=",")
+        if len(blob) != len(rowids) * dim * 4:
+            raise StoreError(f"stored vectors of user {user_id!r} are not {dim}-dimensional")
+        vectors = np.frombuffer(blob, dtype=np.float32).reshape(len(rowids), dim)
+        if np.any(rowids[1:] <= rowids[:-1]):  # SQLite promises no order within an aggregate
+            order = np.argsort(rowids)
+            rowids, vectors = rowids[order], vectors[order]
+        yield rowids, vectors
+        last = int(rowids[-1])
+
+
+def _read_rows(
+    conn: sqlite3.Connection, user_id: str, dim: int
+) -> Iterator[tuple[RowIds, Vectors]]:
+    """The same, one row at a time (any database encoding)."""
+    cursor = conn.execute(
+        "SELECT rowid, vector FROM vectors WHERE user_id = ? ORDER BY rowid", (user_id,)
+    )
+    while chunk := cursor.fetchmany(_CHUNK):
+        rowids = np.fromiter(map(itemgetter(0), chunk), dtype=np.int64, count=len(chunk))
+        blob = b"".join(map(itemgetter(1), chunk))
+        if len(blob) != len(chunk) * dim * 4:
+            raise StoreError(f"stored vectors of user {user_id!r} are not {dim}-dimensional")
+        yield rowids, np.frombuffer(blob, dtype=np.float32).reshape(len(chunk), dim)
 
 
 @cache
