@@ -5,6 +5,9 @@ store is timed; ``--embedder bundled`` for the ingest rate with the default mode
     python benchmarks/lexical_erasure.py --turns 20000 \
         --out benchmarks/results/lexical-erasure-20k.json
 
+``--db PATH --user ID`` measures lexical search alone on an existing store, opened read-only
+(e.g. the 200k-turn file of ``benchmarks/scale.py``, user ``scale-user``).
+
 It uses the public API only (plus ``store.lexical_search`` and, when the store has it, the
 write-ahead-log truncation ``store._scrub``), so the same script measures an older checkout for a
 before/after comparison. Reports medians from one run.
@@ -68,13 +71,18 @@ def build(mem: Memory, texts: list[str], turns: int, session_turns: int) -> floa
     return turns / (time.perf_counter() - start)
 
 
+def lexical(store: Any, user: str, questions: list[str]) -> dict[str, float]:
+    times = []
+    for q in questions:
+        start = time.perf_counter()
+        store.lexical_search(q, RecordFilter(user), 300)
+        times.append(time.perf_counter() - start)
+    return _ms(times)
+
+
 def measure(mem: Memory, questions: list[str], args: argparse.Namespace) -> dict[str, Any]:
     store = mem.store
-    lexical = []
-    for q in questions[: args.queries]:
-        start = time.perf_counter()
-        store.lexical_search(q, RecordFilter("u"), 300)
-        lexical.append(time.perf_counter() - start)
+    searches = lexical(store, "u", questions[: args.queries])
     turns = mem.list(user_id="u", limit=args.deletes * 4, offset=100)
     deletes, truncations = [], []
     for turn in turns[::4][: args.deletes]:
@@ -94,7 +102,7 @@ def measure(mem: Memory, questions: list[str], args: argparse.Namespace) -> dict
     start = time.perf_counter()
     mem.forget(user_id="u")
     return {
-        "lexical_search_300": _ms(lexical),
+        "lexical_search_300": searches,
         "delete_turn": _ms(deletes),
         "truncate_empty_wal": _ms(truncations) if truncations else None,
         "forget_session": _ms(forgets),
@@ -114,9 +122,20 @@ def main() -> None:
     )
     parser.add_argument("--embedder", choices=["hash", "bundled"], default="hash")
     parser.add_argument("--ingest-only", action="store_true", help="only build and time it")
+    parser.add_argument("--db", type=Path, help="measure lexical search on this store only")
+    parser.add_argument("--user", default="u", help="with --db: whose memory")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     texts, questions = _locomo(args.locomo)
+    if args.db:
+        store = SqliteStore(args.db, read_only=True)
+        lexical(store, args.user, questions[:10])  # warm the page cache
+        result = {
+            "db": str(args.db),
+            "lexical_search_300": lexical(store, args.user, questions[: args.queries]),
+        }
+        print(json.dumps(result, indent=2))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "engram.db"
         embedder: Embedder = HashEmbedder()

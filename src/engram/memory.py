@@ -131,13 +131,23 @@ class Memory:
         )
 
     @classmethod
-    def open(cls, path: str | Path = "engram.db", *, embedder: Embedder | None = None) -> Memory:
+    def open(
+        cls,
+        path: str | Path = "engram.db",
+        *,
+        embedder: Embedder | None = None,
+        read_only: bool | None = None,
+        timeout: float = 30.0,
+    ) -> Memory:
         """The embedded default: a SQLite file (or ``":memory:"``) and, unless another embedder
-        is given, the bundled all-MiniLM-L6-v2 model on the CPU."""
+        is given, the bundled all-MiniLM-L6-v2 model on the CPU. ``read_only`` and ``timeout``
+        go to :class:`~engram.store.sqlite.SqliteStore` (None: read-only if the file is not
+        writable; seconds to wait for another process's lock)."""
         from engram.embed.local import SentenceTransformerEmbedder
         from engram.store.sqlite import SqliteStore
 
-        return cls(store=SqliteStore(path), embedder=embedder or SentenceTransformerEmbedder())
+        store = SqliteStore(path, read_only=read_only, timeout=timeout)
+        return cls(store=store, embedder=embedder or SentenceTransformerEmbedder())
 
     def _embed(self, texts: Sequence[str]) -> Vectors:
         if not self._bound:

@@ -128,8 +128,18 @@ def unindex_docs(conn: sqlite3.Connection, rowids: Iterable[int]) -> None:
 
 
 def drop_user(conn: sqlite3.Connection, user_id: str) -> None:
-    """Remove the user's row of totals (after all of the user's documents were unindexed)."""
-    conn.execute("DELETE FROM lex_users WHERE user_id = ?", (user_id,))
+    """Remove every index row of the user and the user's totals (before the user's records are
+    deleted: their rowids name the documents)."""
+    uid = _uid(conn, user_id, create=False)
+    if uid is None:
+        return
+    conn.execute("DELETE FROM lex_postings WHERE uid = ?", (uid,))
+    conn.execute(
+        "DELETE FROM lex_docs WHERE doc IN (SELECT rowid FROM records WHERE user_id = ?)",
+        (user_id,),
+    )
+    conn.execute("DELETE FROM lex_docs WHERE uid = ?", (uid,))  # (none left, unless damaged)
+    conn.execute("DELETE FROM lex_users WHERE uid = ?", (uid,))
 
 
 def search(

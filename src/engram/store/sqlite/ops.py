@@ -22,6 +22,7 @@ __all__ = [
     "check_tail",
     "delete_rows",
     "derived",
+    "forget_user",
     "get_record",
     "insert_records",
     "store_stats",
@@ -152,6 +153,19 @@ def delete_rows(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> N
             f"WHERE user_id = ? AND record_id IN ({marks})",
             params,
         )
+
+
+def forget_user(conn: sqlite3.Connection, user_id: str) -> int:
+    """Hard-delete everything that names the user, set by set; return the number of records."""
+    lexical.drop_user(conn, user_id)
+    mine = "(SELECT id FROM records WHERE user_id = ?)"
+    conn.execute(f"DELETE FROM sources WHERE record_id IN {mine}", (user_id,))
+    conn.execute(f"DELETE FROM sources WHERE source_id IN {mine}", (user_id,))
+    conn.execute("DELETE FROM vectors WHERE user_id = ?", (user_id,))
+    count = conn.execute("DELETE FROM records WHERE user_id = ?", (user_id,)).rowcount
+    for table in ("history", "generations"):
+        conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))
+    return int(count)
 
 
 def derived(conn: sqlite3.Connection, user_id: str, record_id: str) -> list[MemoryRecord]:

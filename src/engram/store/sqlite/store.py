@@ -29,6 +29,7 @@ from engram.store.sqlite.ops import (
     check_tail,
     delete_rows,
     derived,
+    forget_user,
     get_record,
     insert_records,
     store_stats,
@@ -244,13 +245,12 @@ class SqliteStore:
     def forget(self, user_id: str, *, session_id: str | None = None) -> int:
         where, params = where_sql(RecordFilter(user_id=user_id, session_id=session_id))
         with self._tx() as conn:
-            ids = [row[0] for row in conn.execute(f"SELECT id FROM records WHERE {where}", params)]
-            delete_rows(conn, user_id, ids)
             if session_id is None:  # nothing may name the user any more
-                conn.execute("DELETE FROM history WHERE user_id = ?", (user_id,))
-                conn.execute("DELETE FROM generations WHERE user_id = ?", (user_id,))
-                lexical.drop_user(conn, user_id)
+                count = forget_user(conn, user_id)
             else:
+                ids = [r[0] for r in conn.execute(f"SELECT id FROM records WHERE {where}", params)]
+                delete_rows(conn, user_id, ids)
+                count = len(ids)
                 conn.execute(
                     "DELETE FROM history WHERE user_id = ? AND session_id = ?",
                     (user_id, session_id),
@@ -259,7 +259,7 @@ class SqliteStore:
         self._matrices.drop(user_id)
         self._speakers.drop(user_id)
         self._scrub()
-        return len(ids)
+        return count
 
     def _scrub(self) -> None:
         """Truncate the write-ahead log, so that the pages a delete changed (the old versions

@@ -13,6 +13,7 @@ _V2 = (
     lexical.SCHEMA
     + """
 CREATE INDEX sources_record ON sources (record_id);
+CREATE INDEX records_speakers ON records (user_id, name) WHERE kind = 'turn' AND name IS NOT NULL;
 ALTER TABLE history ADD COLUMN session_id TEXT;
 UPDATE history SET session_id = (
     SELECT r.session_id FROM records r
@@ -37,7 +38,9 @@ def v2_user_statistics(conn: sqlite3.Connection) -> None:
       history of its records deleted earlier; the texts of records deleted before this version
       are blanked, as a hard delete now does.
     - Generations are drawn from one store-wide clock.
-    - ``sources`` gets an index on ``record_id`` (a delete looked it up with a full scan).
+    - ``sources`` gets an index on ``record_id`` (a delete looked it up with a full scan), and
+      named turns an index for the speaker names (read on a user's first search: 3.6 s of a
+      7 s cold first search at 200k turns read every turn row).
     """
     for statement in _V2.split(";"):
         if statement.strip():
