@@ -26,12 +26,12 @@ def test_values_follow_the_generation_and_the_least_recent_user_goes() -> None:
 def test_advance_carries_only_from_the_previous_generation() -> None:
     cache: UserCache[tuple[int, ...]] = UserCache(4)
     cache.get("a", 3, lambda: (1,))
-    cache.advance("a", 4, lambda v: (*v, 2))
+    cache.advance("a", (3, 7), lambda v: (*v, 2))  # other users moved the clock meanwhile
     assert cache.peek("a") == (1, 2)
-    assert cache.get("a", 4, lambda: (99,)) == (1, 2)
-    cache.advance("a", 6, lambda v: (*v, 3))  # a write by someone else came in between
+    assert cache.get("a", 7, lambda: (99,)) == (1, 2)
+    cache.advance("a", (8, 9), lambda v: (*v, 3))  # a write by someone else came in between
     assert cache.peek("a") is None
-    cache.advance("nobody", 1, lambda v: v)  # nothing cached: nothing to do
+    cache.advance("nobody", (0, 1), lambda v: v)  # nothing cached: nothing to do
     assert cache.peek("nobody") is None
     cache.get("b", 1, lambda: (5,))
     cache.drop("b")

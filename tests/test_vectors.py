@@ -212,3 +212,31 @@ def test_a_matrix_of_another_dimension_cannot_be_appended_to() -> None:
     m.append([("a", "turn", None, None)], np.ones((1, DIM), np.float32))
     with pytest.raises(ValueError, match="dimension"):
         m.append([("b", "turn", None, None)], np.ones((1, DIM + 1), np.float32))
+
+
+def test_writes_and_deletes_carry_the_matrix_across_other_users_writes(tmp_path: Path) -> None:
+    """Generations come from one store-wide clock: user a's matrix is carried over a's own
+    writes and deletes even when user b wrote in between (no reload of every vector), and the
+    rows of deleted records are never returned again."""
+    rng = np.random.default_rng(5)
+    s = SqliteStore(tmp_path / "c.db")
+    s.bind_embedder("test", DIM)
+    base = unit(rng, 6)
+    s.add([rec(i, "a", "s1" if i < 3 else "s2", None, RecordKind.TURN) for i in range(6)], base)
+    assert s.vector_search(base[0], RecordFilter("a"), 1)[0][0] == "a-0"
+    loaded = s._matrices.peek("a")
+    s.add([rec(0, "b", "s1", None, RecordKind.TURN)], unit(rng, 1))  # the clock moves on
+    extra = unit(rng, 1)
+    s.add([rec(9, "a", "s1", None, RecordKind.TURN)], extra)  # appended in place
+    s.delete("a", "a-1")  # a loaded row
+    s.delete("a", "a-9")  # an appended row
+    s.add([rec(1, "b", "s1", None, RecordKind.TURN)], unit(rng, 1))
+    s.forget("a", session_id="s2")
+    hits = {rid for rid, _ in s.vector_search(base[1], RecordFilter("a"), 10)}
+    assert hits == {"a-0", "a-2"}
+    assert s._matrices.peek("a") is loaded  # never reloaded
+    assert {rid for rid, _ in s.vector_search(extra[0], RecordFilter("a"), 1)} <= {"a-0", "a-2"}
+    other = SqliteStore(tmp_path / "c.db")  # another process loads what is stored
+    assert {rid for rid, _ in other.vector_search(base[1], RecordFilter("a"), 10)} == hits
+    other.close()
+    s.close()

@@ -49,10 +49,11 @@ def where_sql(where: RecordFilter, alias: str = "") -> tuple[str, list[object]]:
     return " AND ".join(clauses), params
 
 
-def bump(conn: sqlite3.Connection, user_id: str) -> int:
-    """Move a user's generation on; return the new value. Generations are drawn from one
+def bump(conn: sqlite3.Connection, user_id: str) -> tuple[int, int]:
+    """Move a user's generation on; return (before, after). Generations are drawn from one
     store-wide clock (``meta.clock``), so a user forgotten (generation row removed, generation 0
     again) and written to later never gets a generation that a cache made before may hold."""
+    row = conn.execute("SELECT gen FROM generations WHERE user_id = ?", (user_id,)).fetchone()
     conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'clock'")
     (gen,) = conn.execute("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'clock'").fetchone()
     conn.execute(
@@ -60,7 +61,7 @@ def bump(conn: sqlite3.Connection, user_id: str) -> int:
         "ON CONFLICT (user_id) DO UPDATE SET gen = excluded.gen",
         (user_id, gen),
     )
-    return int(gen)
+    return (0 if row is None else int(row[0])), int(gen)
 
 
 Event = tuple[MemoryRecord, str, str | None, str | None]  # record, event, old text, new text
@@ -128,11 +129,12 @@ def get_record(conn: sqlite3.Connection, user_id: str, record_id: str) -> Memory
     return record_from_row(row)
 
 
-def delete_rows(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> None:
+def delete_rows(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list[int]:
     """Hard-delete the user's records ``ids`` with their vectors, lexical index rows and
     provenance links, and blank the texts in their history (the events stay: what happened and
-    when, not what was said). ``secure_delete`` zeroes the freed bytes in the database file;
-    the write-ahead log is the caller's to truncate."""
+    when, not what was said); return the rowids deleted. ``secure_delete`` zeroes the freed
+    bytes in the database file; the write-ahead log is the caller's to truncate."""
+    deleted: list[int] = []
     for start in range(0, len(ids), 500):
         chunk = list(ids[start : start + 500])
         marks = ", ".join("?" * len(chunk))
@@ -153,6 +155,8 @@ def delete_rows(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> N
             f"WHERE user_id = ? AND record_id IN ({marks})",
             params,
         )
+        deleted.extend(rowids)
+    return deleted
 
 
 def forget_user(conn: sqlite3.Connection, user_id: str) -> int:

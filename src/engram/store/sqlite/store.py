@@ -173,21 +173,25 @@ class SqliteStore:
                 inserted = insert_records(conn, records, vectors)
                 users = dict.fromkeys(r.user_id for r, _ in inserted)
                 generations = {user: bump(conn, user) for user in users}  # once per user
-            for user_id, gen in generations.items():
+            for user_id, step in generations.items():
                 self._carry_caches(
-                    user_id, gen, [(r, i) for r, i in inserted if r.user_id == user_id], vectors
+                    user_id, step, [(r, i) for r, i in inserted if r.user_id == user_id], vectors
                 )
         return [record for record, _ in inserted]
 
     def _carry_caches(
-        self, user_id: str, gen: int, mine: list[tuple[MemoryRecord, int]], vectors: Vectors
+        self,
+        user_id: str,
+        step: tuple[int, int],
+        mine: list[tuple[MemoryRecord, int]],
+        vectors: Vectors,
     ) -> None:
         """Carry the user's cached matrix and speakers over this process's insert of ``mine``."""
         rows = [(r.id, r.kind.value, r.session_id, r.agent_id) for r, _ in mine]
         new = vectors[[i for _, i in mine]]
-        self._matrices.advance(user_id, gen, lambda m: m.append(rows, new))
+        self._matrices.advance(user_id, step, lambda m: m.append(rows, new))
         names = {r.name for r, _ in mine if r.kind is RecordKind.TURN and r.name is not None}
-        self._speakers.advance(user_id, gen, lambda known: known | names)
+        self._speakers.advance(user_id, step, lambda known: known | names)
 
     def update(
         self,
@@ -235,10 +239,11 @@ class SqliteStore:
             record = get_record(conn, user_id, record_id)
             keys = [r for r in derived(conn, user_id, record_id) if r.kind in DERIVED_KEY_KINDS]
             doomed = [record_id, *(r.id for r in keys)]
-            delete_rows(conn, user_id, doomed)
+            rowids = delete_rows(conn, user_id, doomed)
             write_history(conn, [(gone, "DELETE", None, None) for gone in (record, *keys)])
-            bump(conn, user_id)
-        self._matrices.drop(user_id)
+            step = bump(conn, user_id)
+        with self._lock:
+            self._matrices.advance(user_id, step, lambda m: m.remove(rowids, doomed))
         self._scrub()
         return doomed
 
@@ -249,15 +254,19 @@ class SqliteStore:
                 count = forget_user(conn, user_id)
             else:
                 ids = [r[0] for r in conn.execute(f"SELECT id FROM records WHERE {where}", params)]
-                delete_rows(conn, user_id, ids)
+                rowids = delete_rows(conn, user_id, ids)
                 count = len(ids)
                 conn.execute(
                     "DELETE FROM history WHERE user_id = ? AND session_id = ?",
                     (user_id, session_id),
                 )
-                bump(conn, user_id)
-        self._matrices.drop(user_id)
-        self._speakers.drop(user_id)
+                step = bump(conn, user_id)
+        with self._lock:
+            if session_id is None:
+                self._matrices.drop(user_id)
+            else:
+                self._matrices.advance(user_id, step, lambda m: m.remove(rowids, ids))
+            self._speakers.drop(user_id)
         self._scrub()
         return count
 

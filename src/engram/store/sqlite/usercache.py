@@ -1,6 +1,6 @@
 """Per-user values derived from the database (a user's vector matrix, the names of their
 speakers), kept in memory and checked against the user's generation counter, which every write
-moves on by one. A value is valid for the generation it was made at; a write by this process
+moves on. A value is valid for the generation it was made at; a write by this process
 carries it to the next generation (``advance``); a write by anyone else leaves it stale, and it
 is rebuilt on the next read."""
 
@@ -34,14 +34,17 @@ class UserCache(Generic[T]):
             self._items.popitem(last=False)  # least recently used
         return item[1]
 
-    def advance(self, user_id: str, generation: int, update: Callable[[T], T]) -> None:
-        """Carry a value made at ``generation - 1`` over a write of this process that moved the
-        user to ``generation``; any other value is dropped."""
+    def advance(self, user_id: str, step: tuple[int, int], update: Callable[[T], T]) -> None:
+        """Carry a value made at generation ``step[0]`` over a write of this process that moved
+        the user from ``step[0]`` to ``step[1]``; any other value is dropped (someone else wrote
+        in between). Generations come from a store-wide clock, so ``step[1]`` is not
+        ``step[0] + 1`` when other users wrote meanwhile."""
         item = self._items.get(user_id)
         if item is None:
             return
-        if item[0] == generation - 1:
-            self._items[user_id] = (generation, update(item[1]))
+        before, after = step
+        if item[0] == before:
+            self._items[user_id] = (after, update(item[1]))
         else:
             del self._items[user_id]
 

@@ -96,6 +96,7 @@ class UserMatrix:
         self._added: list[Row] = []
         self._columns: dict[str, _Codes] = {}
         self._kind_masks: dict[tuple[str, ...], npt.NDArray[np.bool_]] = {}
+        self._dead: npt.NDArray[np.bool_] | None = None  # rows of records deleted since
         self._last: tuple[bytes, Vectors] | None = None
 
     @property
@@ -128,6 +129,10 @@ class UserMatrix:
             self._ids = np.concatenate([self._ids[:start], np.empty(len(grown) - start, object)])
             for column in self._columns.values():
                 column.resize(start, grown.shape[0])
+            if self._dead is not None:
+                self._dead = np.concatenate(
+                    [self._dead[:start], np.zeros(len(grown) - start, bool)]
+                )
         self._buffer[start:needed] = vectors
         self._ids[start:needed] = [r[0] for r in rows]
         for name, column in self._columns.items():
@@ -138,6 +143,23 @@ class UserMatrix:
             kinds: np.concatenate([keep, np.array([r[1] in kinds for r in rows], dtype=bool)])
             for kinds, keep in self._kind_masks.items()
         }
+        self._last = None
+        return self
+
+    def remove(self, rowids: Sequence[int], ids: Iterable[str]) -> UserMatrix:
+        """Carry the matrix over this process's delete of records (by rowid, and by id for the
+        rows appended since the load): their rows are never returned again. The rows stay in
+        the buffer until the next load; a delete does not cost a reload of every vector."""
+        if self._dead is None:
+            self._dead = np.zeros(len(self._buffer), dtype=bool)
+        wanted = np.array(sorted(rowids), dtype=np.int64)
+        if self.loaded and len(wanted):
+            at = np.minimum(np.searchsorted(self._rowids, wanted), self.loaded - 1)
+            self._dead[at[self._rowids[at] == wanted]] = True
+        gone = set(ids)
+        for offset, row in enumerate(self._added):
+            if row[0] in gone:
+                self._dead[self.loaded + offset] = True
         self._last = None
         return self
 
@@ -214,6 +236,9 @@ class UserMatrix:
             return []
         kinds = tuple(k.value for k in where.kinds)
         keep = self.mask(conn, kinds, where.session_id, where.agent_id)
+        if self._dead is not None:
+            alive = ~self._dead[: self._rows]
+            keep = alive if keep is None else keep & alive
         hits = top_k(self.scores(query), limit, keep)
         ids = self.record_ids(conn, [row for row, _ in hits])
         return [(rid, score) for rid, (_, score) in zip(ids, hits, strict=True) if rid is not None]
