@@ -240,3 +240,33 @@ def test_writes_and_deletes_carry_the_matrix_across_other_users_writes(tmp_path:
     assert {rid for rid, _ in other.vector_search(base[1], RecordFilter("a"), 10)} == hits
     other.close()
     s.close()
+
+
+def test_update_carries_the_matrix(tmp_path: Path) -> None:
+    """An update replaces vectors in place, drops and adds keys, without a reload."""
+    rng = np.random.default_rng(9)
+    s = SqliteStore(tmp_path / "u.db")
+    s.bind_embedder("test", DIM)
+    base = unit(rng, 4)
+    s.add([rec(i, "a", "s1", None, RecordKind.TURN) for i in range(3)], base[:3])
+    s.add([rec(3, "a", "s1", None, RecordKind.SENTENCE)], base[3:])
+    assert s.vector_search(base[0], RecordFilter("a"), 1)[0][0] == "a-0"
+    loaded = s._matrices.peek("a")
+    s.add([rec(4, "a", "s1", None, RecordKind.TURN)], unit(rng, 1))  # an appended row
+    fresh = unit(rng, 3)
+    s.update(
+        "a", [("a-1", "new text"), ("a-4", "newer")], fresh[:2],
+        drop=["a-3"], add=[rec(5, "a", "s1", None, RecordKind.SENTENCE)], add_vectors=fresh[2:],
+    )  # fmt: skip
+    assert s._matrices.peek("a") is loaded
+    for i, rid in enumerate(["a-1", "a-4", "a-5"]):
+        assert s.vector_search(fresh[i], RecordFilter("a"), 1)[0][0] == rid
+    assert "a-3" not in {rid for rid, _ in s.vector_search(base[3], RecordFilter("a"), 10)}
+    other = SqliteStore(tmp_path / "u.db")
+    for query in (*fresh, base[0], base[3]):
+        want = other.vector_search(query, RecordFilter("a"), 10)
+        got = s.vector_search(query, RecordFilter("a"), 10)
+        assert [r for r, _ in got] == [r for r, _ in want]
+        assert np.allclose([x for _, x in got], [x for _, x in want])
+    other.close()
+    s.close()

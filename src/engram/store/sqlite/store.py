@@ -44,7 +44,7 @@ from engram.store.sqlite.rows import (
     ref_from_row,
 )
 from engram.store.sqlite.usercache import UserCache
-from engram.store.sqlite.vectors import UserMatrix, load_user_matrix
+from engram.store.sqlite.vectors import UserMatrix, load_user_matrix, rows_of
 from engram.types import (
     DERIVED_KEY_KINDS,
     HistoryEvent,
@@ -109,8 +109,6 @@ class SqliteStore:
                 self._conn.execute("BEGIN IMMEDIATE")
                 yield self._conn
                 self._conn.execute("COMMIT")
-                if self._unscrubbed:
-                    self._scrub()
             except BaseException as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
@@ -119,6 +117,8 @@ class SqliteStore:
                         self.path, exc, timeout=self._timeout, doing="nothing was written: "
                     ) from exc
                 raise
+            if self._unscrubbed:  # committed: a truncation left over from a delete
+                self._scrub()
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
@@ -187,8 +187,7 @@ class SqliteStore:
         vectors: Vectors,
     ) -> None:
         """Carry the user's cached matrix and speakers over this process's insert of ``mine``."""
-        rows = [(r.id, r.kind.value, r.session_id, r.agent_id) for r, _ in mine]
-        new = vectors[[i for _, i in mine]]
+        rows, new = rows_of(mine, vectors)
         self._matrices.advance(user_id, step, lambda m: m.append(rows, new))
         names = {r.name for r, _ in mine if r.kind is RecordKind.TURN and r.name is not None}
         self._speakers.advance(user_id, step, lambda known: known | names)
@@ -209,62 +208,70 @@ class SqliteStore:
         self._check(add, fresh)
         if any(r.user_id != user_id for r in add):
             raise ScopeError("update can only add records of the user it acts for")
-        updated = []
-        with self._tx() as conn:
-            for (record_id, text), vector in zip(texts, vectors, strict=True):
-                old = get_record(conn, user_id, record_id)
-                conn.execute("UPDATE records SET text = ? WHERE id = ?", (text, record_id))
-                new = get_record(conn, user_id, record_id)
-                (rowid,) = conn.execute(
-                    "SELECT rowid FROM records WHERE id = ?", (record_id,)
-                ).fetchone()
-                conn.execute(
-                    "UPDATE vectors SET vector = ? WHERE rowid = ?",
-                    (vector.astype(np.float32).tobytes(), rowid),
-                )
-                lexical.unindex_docs(conn, [rowid])
-                lexical.index_docs(conn, [(rowid, new)])
-                write_history(conn, [(new, "UPDATE", old.text, text)])
-                updated.append(new)
-            dropped = [get_record(conn, user_id, record_id) for record_id in drop]
-            delete_rows(conn, user_id, drop)
-            write_history(conn, [(gone, "DELETE", None, None) for gone in dropped])
-            insert_records(conn, add, fresh)
-            bump(conn, user_id)
-        self._matrices.drop(user_id)
+        updated, changed = [], []
+        with self._lock:  # the cached matrix follows this write before anyone searches it
+            with self._tx() as conn:
+                for (record_id, text), vector in zip(texts, vectors, strict=True):
+                    old = get_record(conn, user_id, record_id)
+                    conn.execute("UPDATE records SET text = ? WHERE id = ?", (text, record_id))
+                    new = get_record(conn, user_id, record_id)
+                    (rowid,) = conn.execute(
+                        "SELECT rowid FROM records WHERE id = ?", (record_id,)
+                    ).fetchone()
+                    conn.execute(
+                        "UPDATE vectors SET vector = ? WHERE rowid = ?",
+                        (vector.astype(np.float32).tobytes(), rowid),
+                    )
+                    lexical.unindex_docs(conn, [rowid])
+                    lexical.index_docs(conn, [(rowid, new)])
+                    write_history(conn, [(new, "UPDATE", old.text, text)])
+                    updated.append(new)
+                    changed.append((int(rowid), record_id))
+                dropped = [get_record(conn, user_id, record_id) for record_id in drop]
+                gone = delete_rows(conn, user_id, drop)
+                write_history(conn, [(r, "DELETE", None, None) for r in dropped])
+                inserted = insert_records(conn, add, fresh)
+                step = bump(conn, user_id)
+            rows, added = rows_of(inserted, fresh)
+            self._matrices.advance(
+                user_id, step,
+                lambda m: m.replace(changed, vectors).remove(gone, drop).append(rows, added),
+            )  # fmt: skip
+            self._speakers.advance(user_id, step, lambda known: known)  # names are unchanged
         return updated
 
     def delete(self, user_id: str, record_id: str) -> builtins.list[str]:
-        with self._tx() as conn:
-            record = get_record(conn, user_id, record_id)
-            keys = [r for r in derived(conn, user_id, record_id) if r.kind in DERIVED_KEY_KINDS]
-            doomed = [record_id, *(r.id for r in keys)]
-            rowids = delete_rows(conn, user_id, doomed)
-            write_history(conn, [(gone, "DELETE", None, None) for gone in (record, *keys)])
-            step = bump(conn, user_id)
-        with self._lock:
+        with self._lock:  # the cached matrix follows this write before anyone searches it
+            with self._tx() as conn:
+                record = get_record(conn, user_id, record_id)
+                keys = [r for r in derived(conn, user_id, record_id) if r.kind in DERIVED_KEY_KINDS]
+                doomed = [record_id, *(r.id for r in keys)]
+                rowids = delete_rows(conn, user_id, doomed)
+                write_history(conn, [(gone, "DELETE", None, None) for gone in (record, *keys)])
+                step = bump(conn, user_id)
             self._matrices.advance(user_id, step, lambda m: m.remove(rowids, doomed))
         self._scrub()
         return doomed
 
     def forget(self, user_id: str, *, session_id: str | None = None) -> int:
-        where, params = where_sql(RecordFilter(user_id=user_id, session_id=session_id))
-        with self._tx() as conn:
+        with self._lock:  # the cached matrix follows this write before anyone searches it
             if session_id is None:  # nothing may name the user any more
-                count = forget_user(conn, user_id)
-            else:
-                ids = [r[0] for r in conn.execute(f"SELECT id FROM records WHERE {where}", params)]
-                rowids = delete_rows(conn, user_id, ids)
-                count = len(ids)
-                conn.execute(
-                    "DELETE FROM history WHERE user_id = ? AND session_id = ?",
-                    (user_id, session_id),
-                )
-                step = bump(conn, user_id)
-        with self._lock:
-            if session_id is None:
+                with self._tx() as conn:
+                    count = forget_user(conn, user_id)
                 self._matrices.drop(user_id)
             else:
+                where, params = where_sql(RecordFilter(user_id, session_id=session_id))
+                with self._tx() as conn:
+                    ids = [
+                        r[0] for r in conn.execute(f"SELECT id FROM records WHERE {where}", params)
+                    ]
+                    rowids = delete_rows(conn, user_id, ids)
+                    count = len(ids)
+                    conn.execute(
+                        "DELETE FROM history WHERE user_id = ? AND session_id = ?",
+                        (user_id, session_id),
+                    )
+                    step = bump(conn, user_id)
                 self._matrices.advance(user_id, step, lambda m: m.remove(rowids, ids))
             self._speakers.drop(user_id)
         self._scrub()
@@ -276,8 +283,11 @@ class SqliteStore:
         database. If a reader keeps the log busy, try again after the next write."""
         if self.path == ":memory:" or self.read_only:
             return
-        with self._reading():
-            busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        try:
+            with self._reading():
+                busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except StoreError:  # the delete has committed: do not fail it, truncate later
+            busy = 1
         self._unscrubbed = bool(busy)
 
     # -- reads ----------------------------------------------------------------------------------

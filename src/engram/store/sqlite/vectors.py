@@ -29,9 +29,9 @@ from threadpoolctl import ThreadpoolController
 from engram.embed.base import Vectors
 from engram.errors import StoreError
 from engram.store.base import ScoredId
-from engram.types import RecordFilter
+from engram.types import MemoryRecord, RecordFilter
 
-__all__ = ["UserMatrix", "load_user_matrix", "top_k"]
+__all__ = ["UserMatrix", "load_user_matrix", "rows_of", "top_k"]
 
 
 Row = tuple[str, str, str | None, str | None]  # id, kind, session_id, agent_id
@@ -41,6 +41,14 @@ _FILTERS = {"kind": 1, "session_id": 2, "agent_id": 3}  # a filter column: its p
 _CHUNK = 1024  # vectors read per statement while loading (1.5 MB at 384 dimensions)
 _MAPPED = 1 << 24  # buffers from this size up are mapped directly, see _empty
 _THREADED = 1 << 24  # matrices from this size up are filled by a second thread while loading
+
+
+def rows_of(
+    inserted: Sequence[tuple[MemoryRecord, int]], vectors: Vectors
+) -> tuple[list[Row], Vectors]:
+    """The matrix rows of inserted (record, row of ``vectors``) pairs, for UserMatrix.append."""
+    rows = [(r.id, r.kind.value, r.session_id, r.agent_id) for r, _ in inserted]
+    return rows, vectors[[i for _, i in inserted]]
 
 
 def _capacity(rows: int) -> int:
@@ -146,20 +154,32 @@ class UserMatrix:
         self._last = None
         return self
 
+    def _positions(self, rowids: Sequence[int], ids: Iterable[str]) -> npt.NDArray[np.int64]:
+        """The rows of records known by rowid (loaded rows) or by id (rows appended since)."""
+        wanted = np.array(rowids, dtype=np.int64)
+        found: list[int] = []
+        if self.loaded and len(wanted):
+            at = np.minimum(np.searchsorted(self._rowids, wanted), self.loaded - 1)
+            found.extend(int(row) for row in at[self._rowids[at] == wanted])
+        names = set(ids)
+        found.extend(self.loaded + i for i, row in enumerate(self._added) if row[0] in names)
+        return np.array(found, dtype=np.int64)
+
     def remove(self, rowids: Sequence[int], ids: Iterable[str]) -> UserMatrix:
         """Carry the matrix over this process's delete of records (by rowid, and by id for the
         rows appended since the load): their rows are never returned again. The rows stay in
         the buffer until the next load; a delete does not cost a reload of every vector."""
         if self._dead is None:
             self._dead = np.zeros(len(self._buffer), dtype=bool)
-        wanted = np.array(sorted(rowids), dtype=np.int64)
-        if self.loaded and len(wanted):
-            at = np.minimum(np.searchsorted(self._rowids, wanted), self.loaded - 1)
-            self._dead[at[self._rowids[at] == wanted]] = True
-        gone = set(ids)
-        for offset, row in enumerate(self._added):
-            if row[0] in gone:
-                self._dead[self.loaded + offset] = True
+        self._dead[self._positions(rowids, ids)] = True
+        self._last = None
+        return self
+
+    def replace(self, changed: Sequence[tuple[int, str]], vectors: Vectors) -> UserMatrix:
+        """Carry the matrix over this process's update of records' vectors: ``changed`` holds
+        each record's (rowid, id), row ``i`` of ``vectors`` its new vector."""
+        for (rowid, record_id), vector in zip(changed, vectors, strict=True):
+            self._buffer[self._positions([rowid], [record_id])] = vector
         self._last = None
         return self
 
