@@ -62,14 +62,16 @@ def test_a_conditional_add_with_a_stale_tail_writes_nothing(tmp_path: Path) -> N
     mem = Memory(store=SqliteStore(tmp_path / "c.db"), embedder=HashEmbedder())
     first = mem.add([{"role": "user", "content": "one"}], user_id="u", session_id="s")[0]
     before = mem.stats(user_id="u")
-    stale = SessionTail("u", "s", None)
+    stale = SessionTail("u", "s", ())
     record = mem.list(user_id="u")[0]
     vector = mem.store.get_vectors("u", [record.id])
     clone = replace(record, id="other", seq=1)
     with pytest.raises(ConflictError):
         mem.store.add([clone], vector, expect=stale)
     with pytest.raises(ConflictError):  # right tail, but an id that is stored already
-        mem.store.add([record], vector, expect=SessionTail("u", "s", first.id))
+        mem.store.add([record], vector, expect=SessionTail("u", "s", ((first.id, "one"),)))
+    with pytest.raises(ConflictError):  # right id, but the turn's text changed since
+        mem.store.add([clone], vector, expect=SessionTail("u", "s", ((first.id, "uno"),)))
     assert mem.stats(user_id="u") == before
     mem.close()
 
@@ -128,4 +130,56 @@ def test_processes_writing_and_searching_one_file(tmp_path: Path) -> None:
         check_session(mem, "u", session, n)
         total += n
     assert total == workers * rounds * 2
+    mem.close()
+
+
+def check_keys_match_turns(mem: Memory, user: str, session: str) -> None:
+    """Every round and window key holds the current texts of its turns."""
+    turns = {t.id: t for t in mem.list(user_id=user, session_id=session, limit=1000)}
+    for kind in ("round", "window"):
+        for key in mem.list(user_id=user, session_id=session, kinds=[kind], limit=1000):
+            assert key.text == "\n".join(turns[i].key_text for i in key.provenance), key
+
+
+def test_updates_racing_appends_leave_every_key_current(tmp_path: Path) -> None:
+    mem = Memory(store=SqliteStore(tmp_path / "u.db"), embedder=HashEmbedder())
+    mem.add([{"role": "user", "content": "turn zero", "id": "m0"}], user_id="u", session_id="s")
+
+    def append() -> None:
+        for j in range(1, 101):
+            message = {"role": ("user", "assistant")[j % 2], "content": f"turn {j}", "id": f"m{j}"}
+            mem.add([message], user_id="u", session_id="s")
+
+    def edit() -> None:
+        for j in range(100):
+            last = mem.list(user_id="u", session_id="s", limit=1000)[-1]
+            mem.update(last.id, f"{last.text} edited {j}", user_id="u")
+
+    with ThreadPoolExecutor(2) as pool:
+        for future in [pool.submit(append), pool.submit(edit)]:
+            future.result()
+    check_session(mem, "u", "s", 101)
+    check_keys_match_turns(mem, "u", "s")
+    mem.close()
+
+
+def test_a_conditional_update_with_stale_sources_changes_nothing(tmp_path: Path) -> None:
+    from engram.store.base import Sources
+
+    mem = Memory(store=SqliteStore(tmp_path / "u.db"), embedder=HashEmbedder())
+    turns = mem.add(
+        [{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}],
+        user_id="u",
+        session_id="s",
+    )
+    keys = frozenset(k.id for k in mem.store.derived_from("u", turns[0].id))
+    vector = mem.store.get_vectors("u", [turns[0].id])
+    before = mem.list(user_id="u", kinds=(), limit=100)
+    for stale in (
+        Sources({turns[0].id: "one", turns[1].id: "an older two"}, keys),
+        Sources({turns[0].id: "one", turns[1].id: "two"}, keys - {next(iter(keys))}),
+    ):
+        with pytest.raises(ConflictError):
+            mem.store.update("u", [(turns[0].id, "uno")], vector, expect=stale)
+    assert mem.list(user_id="u", kinds=(), limit=100) == before
     mem.close()

@@ -191,8 +191,7 @@ class Memory:
         Scope(user_id)
         _record_id(record_id)
         clean = parse_messages([{"role": "user", "content": text}], limit=self._max_chars)[0]
-        current = self.get(record_id, user_id=user_id)
-        return self._writer.update(current, clean.content, now=datetime.now(UTC))
+        return self._writer.update(user_id, record_id, clean.content, now=datetime.now(UTC))
 
     def delete(self, record_id: str, *, user_id: str) -> builtins.list[str]:
         """Hard-delete one record and the round, window and sentence keys built from it; returns

@@ -4,27 +4,42 @@ and an audit trail, and enforces the caller's ``user_id`` on every operation its
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from engram.embed.base import Vectors
 from engram.types import HistoryEvent, KeyRef, MemoryRecord, RecordFilter, StoreStats
 
-__all__ = ["ScoredId", "SessionTail", "Store"]
+__all__ = ["ScoredId", "SessionTail", "Sources", "Store"]
 
 ScoredId = tuple[str, float]
 
 
 @dataclass(frozen=True)
 class SessionTail:
-    """The condition of an append to a session: the session's last turn is still ``last_turn``
-    (None: the session has no turns yet). Reading the tail, numbering the new turns and
-    inserting them is then one atomic step, across threads and processes."""
+    """The condition of an append to a session: its last turns are still ``turns`` ((id, text)
+    pairs, oldest first, the ones the new round and window keys were built from; empty: the
+    session has no turns yet). Reading the tail, numbering the new turns and inserting them is
+    then one atomic step, across threads and processes, and no key is built from a text that an
+    update changed meanwhile."""
 
     user_id: str
     session_id: str
-    last_turn: str | None
+    turns: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def last_turn(self) -> str | None:
+        return self.turns[-1][0] if self.turns else None
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The condition of an update: the texts of the records its keys are rebuilt from
+    (id -> text) and the ids of the keys derived from the updated record, as they were read."""
+
+    texts: Mapping[str, str]
+    derived: frozenset[str]
 
 
 class Store(Protocol):
@@ -46,8 +61,8 @@ class Store(Protocol):
         transaction, skipping ids already stored; return the records actually inserted.
 
         With ``expect`` the insert is conditional, checked inside the write transaction: the
-        session's last turn must still be ``expect.last_turn`` and no id may be stored yet;
-        otherwise raise ``ConflictError`` and write nothing."""
+        session's last turns must still be ``expect.turns`` (ids and texts) and no id may be
+        stored yet; otherwise raise ``ConflictError`` and write nothing."""
         ...
 
     def get_many(self, user_id: str, ids: Sequence[str]) -> builtins.list[MemoryRecord]:
@@ -89,12 +104,14 @@ class Store(Protocol):
         drop: Sequence[str] = (),
         add: Sequence[MemoryRecord] = (),
         add_vectors: Vectors | None = None,
+        expect: Sources | None = None,
     ) -> builtins.list[MemoryRecord]:
         """In one transaction: replace the text and vector of each ``(record_id, text)``,
         hard-delete the records in ``drop``, then insert ``add`` (row ``i`` of ``add_vectors``
         belongs to ``add[i]``); return the updated records. Raise ``NotFoundError`` (and change
         nothing) if a record to update or drop is outside the scope, ``ScopeError`` if a record to
-        add belongs to another user."""
+        add belongs to another user. With ``expect``, raise ``ConflictError`` (and change
+        nothing) unless the texts and the derived keys of the first record are as read."""
         ...
 
     def delete(self, user_id: str, record_id: str) -> builtins.list[str]:

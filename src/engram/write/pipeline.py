@@ -2,13 +2,16 @@
 vectors, appended to their session as one atomic step; an edited turn gets its derived keys
 rebuilt.
 
-Appending is optimistic: the session's tail is read, the new records are numbered and built
+Both are optimistic: the session's tail is read, the new records are numbered and built
 after it, and the store inserts them only if the tail is still the same (``SessionTail``, checked
 inside the write transaction). When another writer got there first, the records are built again
 after the new tail; vectors of turns and sentences are computed once per call and reused, so a
 retry costs no model call (with ``span_vectors="mean"``). Two writers appending to one session
 at once therefore never share a ``seq`` or build a window over turns out of order, in one process
-or several.
+or several. The tail includes the texts of the turns the new keys are built from, so an append
+racing an update never builds a window from a neighbour's old text; an update likewise rebuilds
+its keys only if the record, its neighbours and the set of its keys are still as it read them
+(``Sources``), else it reads and builds again (a model call per retry).
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from typing import Literal
 import numpy as np
 
 from engram.embed.base import Vectors
-from engram.errors import ConflictError, StoreError
-from engram.store.base import SessionTail, Store
+from engram.errors import ConflictError, NotFoundError, StoreError
+from engram.store.base import SessionTail, Sources, Store
 from engram.types import MemoryRecord, RecordKind
 from engram.write.ingest import (
     build_rounds,
@@ -101,7 +104,7 @@ class WritePipeline:
                 first_seq=0 if last is None or last.seq is None else last.seq + 1,
                 default_time=default_time, now=now,
             )  # fmt: skip
-            tail = SessionTail(user_id, session_id, None if last is None else last.id)
+            tail = SessionTail(user_id, session_id, tuple((t.id, t.text) for t in previous))
             try:
                 self._store_new(turns, previous, now, memo, tail)
             except ConflictError:
@@ -142,15 +145,34 @@ class WritePipeline:
         if len(inserted) != len(records):  # a conditional add inserts all or raises
             raise StoreError(f"{len(records) - len(inserted)} new records were not stored")
 
-    def update(self, current: MemoryRecord, text: str, *, now: datetime) -> MemoryRecord:
+    def update(self, user_id: str, record_id: str, text: str, *, now: datetime) -> MemoryRecord:
         """Replace a record's text; the round and window keys built from it are rebuilt and its
-        sentence keys replaced, all in one transaction."""
+        sentence keys replaced, all in one transaction, if the record, its neighbours and its
+        keys are still as they were read (else read and build again)."""
+        for _ in range(MAX_ATTEMPTS):
+            found = self.store.get_many(user_id, [record_id])
+            if not found:
+                raise NotFoundError(f"no record {record_id!r} for this user")
+            try:
+                return self._update_once(found[0], text, now)
+            except ConflictError:
+                continue  # the record, a neighbour or its keys changed meanwhile
+        raise ConflictError(
+            f"record {record_id!r} kept changing while {MAX_ATTEMPTS} updates were prepared"
+        )
+
+    def _update_once(self, current: MemoryRecord, text: str, now: datetime) -> MemoryRecord:
         user_id, rid = current.user_id, current.id
         new = replace(current, text=text)
         derived = self.store.derived_from(user_id, rid)
         spans = [k for k in derived if k.kind in _SPAN_KINDS]
         others = list({i: None for k in spans for i in k.provenance if i != rid})
-        sources = [new, *self.store.get_many(user_id, others)]
+        neighbours = self.store.get_many(user_id, others)
+        sources = [new, *neighbours]
+        expect = Sources(
+            texts={rid: current.text, **{r.id: r.text for r in neighbours}},
+            derived=frozenset(k.id for k in derived),
+        )
         old_sentences = [k.id for k in derived if k.kind is RecordKind.SENTENCE]
         rebuild = new.kind is RecordKind.TURN and (self.sentences or bool(old_sentences))
         sentences = build_sentences([new], now) if rebuild else []
@@ -165,5 +187,5 @@ class WritePipeline:
             span_vecs = span_vectors(spans, known, self.dim())
         return self.store.update(
             user_id, changes, np.vstack([fresh[:1], span_vecs]),
-            drop=old_sentences, add=sentences, add_vectors=fresh[1:],
+            drop=old_sentences, add=sentences, add_vectors=fresh[1:], expect=expect,
         )[0]  # fmt: skip

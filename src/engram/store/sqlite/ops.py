@@ -11,7 +11,7 @@ import numpy as np
 
 from engram.embed.base import Vectors
 from engram.errors import ConfigurationError, ConflictError, NotFoundError
-from engram.store.base import SessionTail
+from engram.store.base import SessionTail, Sources
 from engram.store.sqlite import lexical
 from engram.store.sqlite.rows import RECORD_COLUMNS, record_from_row, record_params, to_iso
 from engram.types import MemoryRecord, RecordFilter, StoreStats
@@ -19,6 +19,7 @@ from engram.types import MemoryRecord, RecordFilter, StoreStats
 __all__ = [
     "bump",
     "check_embedder",
+    "check_sources",
     "check_tail",
     "delete_rows",
     "derived",
@@ -184,17 +185,36 @@ def derived(conn: sqlite3.Connection, user_id: str, record_id: str) -> list[Memo
 
 
 def check_tail(conn: sqlite3.Connection, expect: SessionTail, ids: Sequence[str]) -> None:
-    """Raise ``ConflictError`` unless the session's last turn is still ``expect.last_turn`` and
-    none of ``ids`` is stored (inside the caller's write transaction)."""
-    row = conn.execute(
-        "SELECT id FROM records WHERE user_id = ? AND session_id = ? AND kind = 'turn' "
-        "ORDER BY seq DESC, rowid DESC LIMIT 1",
-        (expect.user_id, expect.session_id),
-    ).fetchone()
-    if (None if row is None else row[0]) != expect.last_turn:
+    """Raise ``ConflictError`` unless the session's last turns are still ``expect.turns`` (ids
+    and texts) and none of ``ids`` is stored (inside the caller's write transaction)."""
+    rows = conn.execute(
+        "SELECT id, text FROM records WHERE user_id = ? AND session_id = ? AND kind = 'turn' "
+        "ORDER BY seq DESC, rowid DESC LIMIT ?",
+        (expect.user_id, expect.session_id, max(1, len(expect.turns))),
+    ).fetchall()
+    if tuple((str(i), str(t)) for i, t in reversed(rows)) != expect.turns:
         raise ConflictError(f"session {expect.session_id!r} changed while the add was prepared")
     if stored_ids(conn, ids):
         raise ConflictError("records of this add were stored meanwhile")
+
+
+def check_sources(conn: sqlite3.Connection, user_id: str, record_id: str, expect: Sources) -> None:
+    """Raise ``ConflictError`` unless the records an update rebuilds keys from still have the
+    texts it read, and the keys derived from ``record_id`` are still the ones it read."""
+    wanted = list(expect.texts)
+    texts: dict[str, str] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        texts.update(
+            conn.execute(
+                f"SELECT id, text FROM records WHERE +user_id = ? AND id IN "
+                f"({', '.join('?' * len(chunk))})",
+                [user_id, *chunk],
+            ).fetchall()
+        )
+    keys = frozenset(r.id for r in derived(conn, user_id, record_id))
+    if texts != dict(expect.texts) or keys != expect.derived:
+        raise ConflictError(f"record {record_id!r} or its neighbours changed meanwhile")
 
 
 def check_embedder(conn: sqlite3.Connection, path: str, name: str, dim: int) -> bool:

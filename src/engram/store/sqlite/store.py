@@ -19,13 +19,14 @@ from engram.errors import (
     ScopeError,
     StoreError,
 )
-from engram.store.base import ScoredId, SessionTail
+from engram.store.base import ScoredId, SessionTail, Sources
 from engram.store.lexical import query_stems
 from engram.store.sqlite import lexical
 from engram.store.sqlite.connect import open_database, store_error, translate_errors
 from engram.store.sqlite.ops import (
     bump,
     check_embedder,
+    check_sources,
     check_tail,
     delete_rows,
     derived,
@@ -201,6 +202,7 @@ class SqliteStore:
         drop: Sequence[str] = (),
         add: Sequence[MemoryRecord] = (),
         add_vectors: Vectors | None = None,
+        expect: Sources | None = None,
     ) -> builtins.list[MemoryRecord]:
         if len(texts) != len(vectors):
             raise StoreError(f"{len(texts)} updates but {len(vectors)} vectors")
@@ -211,6 +213,8 @@ class SqliteStore:
         updated, changed = [], []
         with self._lock:  # the cached matrix follows this write before anyone searches it
             with self._tx() as conn:
+                if expect is not None and texts:
+                    check_sources(conn, user_id, texts[0][0], expect)
                 for (record_id, text), vector in zip(texts, vectors, strict=True):
                     old = get_record(conn, user_id, record_id)
                     conn.execute("UPDATE records SET text = ? WHERE id = ?", (text, record_id))
