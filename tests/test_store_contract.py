@@ -360,3 +360,55 @@ def test_concurrent_writes_and_searches_on_one_store() -> None:
         for future in [pool.submit(work, t) for t in range(4)]:
             future.result()
     assert len(s.vector_search(vec(0)[0], RecordFilter("u1"), 1000)) == 1 + 4 * 40 * 2
+
+
+def test_conditional_add_checks_the_session_tail(filled: Store) -> None:
+    from engram import ConflictError
+    from engram.store.base import SessionTail
+
+    a, b = ("a", "the quick brown fox"), ("b", "jumped over the lazy dog")
+    tail = SessionTail("u1", "s1", (a, b))
+    before = filled.stats("u1")
+    for stale in (
+        SessionTail("u1", "s1", (a,)),  # read before "b" was added
+        SessionTail("u1", "s1", (a, ("b", "an older text"))),  # "b" was edited since
+        SessionTail("u1", "s1", ()),  # read when the session was empty
+    ):
+        with pytest.raises(ConflictError):
+            filled.add([rec("n", "new turn", seq=2)], vec(4), expect=stale)
+    with pytest.raises(ConflictError):  # the right tail, but an id that is stored
+        filled.add([rec("a", "again", seq=2)], vec(4), expect=tail)
+    assert filled.stats("u1") == before
+    assert [r.id for r in filled.add([rec("n", "new turn", seq=2)], vec(4), expect=tail)] == ["n"]
+    assert filled.add([rec("m", "x", session="fresh")], vec(5), expect=SessionTail("u1", "fresh"))
+
+
+def test_conditional_update_checks_its_sources(filled: Store) -> None:
+    from engram import ConflictError
+    from engram.store.base import Sources
+
+    texts = {"a": "the quick brown fox", "b": "jumped over the lazy dog"}
+    for stale in (Sources({**texts, "b": "older"}, frozenset({"r"})), Sources(texts, frozenset())):
+        with pytest.raises(ConflictError):
+            filled.update("u1", [("a", "changed")], vec(5), expect=stale)
+    assert filled.get_many("u1", ["a"])[0].text == "the quick brown fox"
+    updated = filled.update(
+        "u1", [("a", "changed")], vec(5), expect=Sources(texts, frozenset({"r"}))
+    )
+    assert updated[0].text == "changed"
+
+
+def test_lexical_scores_use_the_users_own_statistics(filled: Store) -> None:
+    before = filled.lexical_search("quick fox", RecordFilter("u1"), 10)
+    filled.add(
+        [rec(f"z{i}", "quick quick fox fox", user="u2", seq=i) for i in range(30)], vec(*[1] * 30)
+    )
+    assert filled.lexical_search("quick fox", RecordFilter("u1"), 10) == before
+
+
+def test_delete_blanks_the_history_texts(filled: Store) -> None:
+    filled.delete("u1", "a")
+    events = filled.history("u1", "a")
+    assert [e.event for e in events] == ["ADD", "DELETE"]
+    assert all(e.old_text is None and e.new_text is None for e in events)
+    assert all(e.old_text is None and e.new_text is None for e in filled.history("u1", "r"))
