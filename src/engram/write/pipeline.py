@@ -138,12 +138,20 @@ class WritePipeline:
             vectors = memo([r.key_text for r in embedded])
             known = dict(zip([t.id for t in turns], vectors[: len(turns)], strict=True))
             older = [t.id for t in previous if any(t.id in k.provenance for k in spans)]
-            known.update(zip(older, self.store.get_vectors(turns[0].user_id, older), strict=True))
+            known.update(zip(older, self._vectors(turns[0].user_id, older), strict=True))
             records = [*embedded, *spans]
             vectors = np.vstack([vectors, span_vectors(spans, known, self.dim())])
         inserted = self.store.add(records, vectors, expect=tail)
         if len(inserted) != len(records):  # a conditional add inserts all or raises
             raise StoreError(f"{len(records) - len(inserted)} new records were not stored")
+
+    def _vectors(self, user_id: str, ids: Sequence[str]) -> Vectors:
+        """Stored vectors of turns that were read a moment ago; one deleted since is a
+        conflict (build again), not an unknown record."""
+        try:
+            return self.store.get_vectors(user_id, ids)
+        except NotFoundError as exc:
+            raise ConflictError(f"a turn was deleted while the write was prepared: {exc}") from exc
 
     def update(self, user_id: str, record_id: str, text: str, *, now: datetime) -> MemoryRecord:
         """Replace a record's text; the round and window keys built from it are rebuilt and its
@@ -182,7 +190,7 @@ class WritePipeline:
         fresh = self.embed([new.key_text, *(k.key_text for k in sentences), *span_texts])
         fresh, span_vecs = fresh[: 1 + len(sentences)], fresh[1 + len(sentences) :]
         if not embed_spans:
-            stored = self.store.get_vectors(user_id, others)
+            stored = self._vectors(user_id, others)
             known = dict(zip([rid, *others], np.vstack([fresh[:1], stored]), strict=True))
             span_vecs = span_vectors(spans, known, self.dim())
         return self.store.update(
