@@ -28,10 +28,6 @@ class SessionTail:
     session_id: str
     turns: tuple[tuple[str, str], ...] = ()
 
-    @property
-    def last_turn(self) -> str | None:
-        return self.turns[-1][0] if self.turns else None
-
 
 @dataclass(frozen=True)
 class Sources:

@@ -21,6 +21,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 
 from engram.store.lexical import K1, B, LexicalDoc, idf, lexical_doc
+from engram.store.sqlite.rows import where_sql
 from engram.types import VECTOR_ONLY_KINDS, MemoryRecord, RecordFilter, RecordKind
 
 __all__ = [
@@ -138,7 +139,6 @@ def drop_user(conn: sqlite3.Connection, user_id: str) -> None:
         "DELETE FROM lex_docs WHERE doc IN (SELECT rowid FROM records WHERE user_id = ?)",
         (user_id,),
     )
-    conn.execute("DELETE FROM lex_docs WHERE uid = ?", (uid,))  # (none left, unless damaged)
     conn.execute("DELETE FROM lex_users WHERE uid = ?", (uid,))
 
 
@@ -199,8 +199,8 @@ def search_ids(
 ) -> list[tuple[str, float]]:
     """:func:`search` in a filter's scope, with record ids."""
     within = None
-    if where.session_id is not None or where.agent_id is not None:
-        within = _scope_sql(where)
+    if where.session_id is not None or where.agent_id is not None:  # kinds: on the postings
+        within = where_sql(RecordFilter(where.user_id, where.agent_id, where.session_id))
     hits = search(conn, where.user_id, stems, where.kinds, limit, within)
     ids = dict(
         conn.execute(
@@ -209,13 +209,3 @@ def search_ids(
         ).fetchall()
     )
     return [(ids[rowid], score) for rowid, score in hits if rowid in ids]
-
-
-def _scope_sql(where: RecordFilter) -> tuple[str, list[object]]:
-    clauses: list[str] = ["user_id = ?"]
-    params: list[object] = [where.user_id]
-    for column, value in (("session_id", where.session_id), ("agent_id", where.agent_id)):
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            params.append(value)
-    return " AND ".join(clauses), params

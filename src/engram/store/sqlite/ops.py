@@ -13,8 +13,14 @@ from engram.embed.base import Vectors
 from engram.errors import ConfigurationError, ConflictError, NotFoundError
 from engram.store.base import SessionTail, Sources
 from engram.store.sqlite import lexical
-from engram.store.sqlite.rows import RECORD_COLUMNS, record_from_row, record_params, to_iso
-from engram.types import MemoryRecord, RecordFilter, StoreStats
+from engram.store.sqlite.rows import (
+    RECORD_COLUMNS,
+    owned_rows,
+    record_from_row,
+    record_params,
+    to_iso,
+)
+from engram.types import MemoryRecord, StoreStats
 
 __all__ = [
     "bump",
@@ -28,26 +34,8 @@ __all__ = [
     "insert_records",
     "store_stats",
     "stored_ids",
-    "where_sql",
     "write_history",
 ]
-
-
-def where_sql(where: RecordFilter, alias: str = "") -> tuple[str, list[object]]:
-    """SQL conditions for a filter; ``user_id`` is always one of them."""
-    p = f"{alias}." if alias else ""
-    clauses: list[str] = [f"{p}user_id = ?"]
-    params: list[object] = [where.user_id]
-    if where.session_id is not None:
-        clauses.append(f"{p}session_id = ?")
-        params.append(where.session_id)
-    if where.agent_id is not None:
-        clauses.append(f"{p}agent_id = ?")
-        params.append(where.agent_id)
-    if where.kinds:
-        clauses.append(f"{p}kind IN ({', '.join('?' * len(where.kinds))})")
-        params.extend(k.value for k in where.kinds)
-    return " AND ".join(clauses), params
 
 
 def bump(conn: sqlite3.Connection, user_id: str) -> tuple[int, int]:
@@ -201,17 +189,7 @@ def check_tail(conn: sqlite3.Connection, expect: SessionTail, ids: Sequence[str]
 def check_sources(conn: sqlite3.Connection, user_id: str, record_id: str, expect: Sources) -> None:
     """Raise ``ConflictError`` unless the records an update rebuilds keys from still have the
     texts it read, and the keys derived from ``record_id`` are still the ones it read."""
-    wanted = list(expect.texts)
-    texts: dict[str, str] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        texts.update(
-            conn.execute(
-                f"SELECT id, text FROM records WHERE +user_id = ? AND id IN "
-                f"({', '.join('?' * len(chunk))})",
-                [user_id, *chunk],
-            ).fetchall()
-        )
+    texts = dict(owned_rows(conn, user_id, "id, text", "id", list(expect.texts)))
     keys = frozenset(r.id for r in derived(conn, user_id, record_id))
     if texts != dict(expect.texts) or keys != expect.derived:
         raise ConflictError(f"record {record_id!r} or its neighbours changed meanwhile")

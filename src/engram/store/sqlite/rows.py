@@ -1,23 +1,27 @@
-"""Conversion between MemoryRecord objects and SQLite rows."""
+"""Conversion between MemoryRecord objects and SQLite rows, and the two ways of selecting
+records: by a filter (``where_sql``) and by key (``owned_rows``)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from engram.types import HistoryEvent, KeyRef, MemoryRecord, RecordKind
+from engram.types import HistoryEvent, KeyRef, MemoryRecord, RecordFilter, RecordKind
 
 __all__ = [
     "RECORD_COLUMNS",
     "REF_COLUMNS",
     "from_iso",
+    "owned_rows",
     "record_from_row",
     "record_params",
     "ref_from_row",
     "to_iso",
+    "where_sql",
 ]
 
 RECORD_COLUMNS = (
@@ -108,3 +112,40 @@ def ref_from_row(row: tuple[Any, ...]) -> KeyRef:
     """A :class:`KeyRef` from the ``REF_COLUMNS`` of a row."""
     rid, kind, provenance, name, timestamp, text = row
     return KeyRef(rid, _KINDS[kind], _strings(provenance), name, _required_iso(timestamp), text)
+
+
+def where_sql(where: RecordFilter, alias: str = "") -> tuple[str, list[object]]:
+    """SQL conditions for a filter; ``user_id`` is always one of them."""
+    p = f"{alias}." if alias else ""
+    clauses: list[str] = [f"{p}user_id = ?"]
+    params: list[object] = [where.user_id]
+    if where.session_id is not None:
+        clauses.append(f"{p}session_id = ?")
+        params.append(where.session_id)
+    if where.agent_id is not None:
+        clauses.append(f"{p}agent_id = ?")
+        params.append(where.agent_id)
+    if where.kinds:
+        clauses.append(f"{p}kind IN ({', '.join('?' * len(where.kinds))})")
+        params.extend(k.value for k in where.kinds)
+    return " AND ".join(clauses), params
+
+
+def owned_rows(
+    conn: sqlite3.Connection, user_id: str, columns: str, key: str, values: Sequence[object]
+) -> list[tuple[Any, ...]]:
+    """``columns`` of the user's records whose ``key`` (``id`` or ``rowid``) is among
+    ``values``, 500 a statement, in no particular order. "+user_id": each row is found by its
+    key, then its owner is checked (with the user_id index SQLite would scan all of a user's
+    records)."""
+    found: list[tuple[Any, ...]] = []
+    for start in range(0, len(values), 500):
+        chunk = list(values[start : start + 500])
+        found.extend(
+            conn.execute(
+                f"SELECT {columns} FROM records WHERE +user_id = ? "
+                f"AND {key} IN ({', '.join('?' * len(chunk))})",
+                [user_id, *chunk],
+            )
+        )
+    return found

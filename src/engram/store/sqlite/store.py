@@ -34,15 +34,16 @@ from engram.store.sqlite.ops import (
     get_record,
     insert_records,
     store_stats,
-    where_sql,
     write_history,
 )
 from engram.store.sqlite.rows import (
     RECORD_COLUMNS,
     REF_COLUMNS,
     history_from_row,
+    owned_rows,
     record_from_row,
     ref_from_row,
+    where_sql,
 )
 from engram.store.sqlite.usercache import UserCache
 from engram.store.sqlite.vectors import UserMatrix, load_user_matrix, rows_of
@@ -146,9 +147,7 @@ class SqliteStore:
             recorded = check_embedder(self._conn, self.path, name, dim)
         if not recorded and not self.read_only:  # a read-only store has no vectors to mix up
             with self._tx() as conn:
-                if not check_embedder(
-                    self._conn, self.path, name, dim
-                ):  # again, under the write lock
+                if not check_embedder(conn, self.path, name, dim):  # again, under the lock
                     conn.execute("INSERT OR REPLACE INTO meta VALUES ('embedder', ?)", (name,))
                     conn.execute("INSERT OR REPLACE INTO meta VALUES ('dim', ?)", (str(dim),))
         self._dim = dim
@@ -305,18 +304,9 @@ class SqliteStore:
     def _by_id(
         self, user_id: str, ids: Sequence[str], columns: str, convert: Callable[[Any], _Row]
     ) -> builtins.list[_Row]:
-        found: dict[str, _Row] = {}
-        with self._reading():
-            for start in range(0, len(ids), 500):
-                chunk: builtins.list[str] = builtins.list(ids[start : start + 500])
-                rows = self._conn.execute(
-                    # "+user_id": look rows up by the unique id index, then check the owner
-                    # (with the user_id index SQLite would scan all of a user's records)
-                    f"SELECT {columns} FROM records WHERE +user_id = ? "
-                    f"AND id IN ({', '.join('?' * len(chunk))})",
-                    [user_id, *chunk],
-                )
-                found.update((row[0], convert(row)) for row in rows)
+        with self._reading() as conn:
+            rows = owned_rows(conn, user_id, columns, "id", ids)
+        found = {row[0]: convert(row) for row in rows}
         return [found[i] for i in ids if i in found]
 
     def get_vectors(self, user_id: str, ids: Sequence[str]) -> Vectors:

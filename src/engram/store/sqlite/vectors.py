@@ -29,6 +29,7 @@ from threadpoolctl import ThreadpoolController
 from engram.embed.base import Vectors
 from engram.errors import StoreError
 from engram.store.base import ScoredId
+from engram.store.sqlite.rows import owned_rows
 from engram.types import MemoryRecord, RecordFilter
 
 __all__ = ["UserMatrix", "load_user_matrix", "rows_of", "top_k"]
@@ -233,17 +234,7 @@ class UserMatrix:
         ids = self._ids
         missing = [row for row in rows if ids[row] is None]  # appended rows have their ids
         rowids = self._rowids[missing].tolist()
-        found: dict[int, str] = {}
-        for start in range(0, len(rowids), 500):
-            chunk = rowids[start : start + 500]
-            found.update(
-                conn.execute(
-                    # "+user_id": by rowid, then check the owner (not a scan of the user's rows)
-                    f"SELECT rowid, id FROM records WHERE +user_id = ? "
-                    f"AND rowid IN ({', '.join('?' * len(chunk))})",
-                    [self.user_id, *chunk],
-                )
-            )
+        found = dict(owned_rows(conn, self.user_id, "rowid, id", "rowid", rowids))
         for row, rowid in zip(missing, rowids, strict=True):
             ids[row] = found.get(rowid)
         return [ids[row] for row in rows]
