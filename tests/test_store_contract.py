@@ -143,6 +143,29 @@ def test_list_filters_and_order(filled: Store) -> None:
         RecordFilter("u1", kinds=(RecordKind.TURN,)), limit=10, offset=1)]  # fmt: skip
 
 
+def test_list_pages_by_keyset(filled: Store) -> None:
+    everything = filled.list(RecordFilter("u1"), limit=10)
+    assert [r.id for r in everything] == ["a", "r", "b", "c"]  # session, seq, kind desc
+    pages, after = [], None
+    while True:
+        page = filled.list(RecordFilter("u1"), limit=1, after=after)
+        if not page:
+            break
+        pages.append(page[0].id)
+        after = page[-1]
+    assert pages == ["a", "r", "b", "c"]
+    first = filled.list(RecordFilter("u1"), limit=2)  # a, r
+    filled.delete("u1", "r")  # the anchor of the next page is gone: nothing skipped, no repeat
+    filled.add([rec("z", "a late turn", seq=5)], vec(2))
+    rest = filled.list(RecordFilter("u1"), limit=10, after=first[-1])
+    assert [r.id for r in rest] == ["b", "z", "c"]
+    # an anchor is a position only: one that is not stored, or another user's, reveals nothing
+    assert [
+        r.id for r in filled.list(RecordFilter("u2"), limit=10, after=rec("q", "", session="s0"))
+    ] == ["x"]
+    assert filled.list(RecordFilter("u2"), limit=10, after=first[0]) == []  # ties skipped
+
+
 def test_lexical_search_ranks_by_bm25(filled: Store) -> None:
     hits = filled.lexical_search("lazy dog", RecordFilter("u1"), 10)
     assert hits[0][0] in {"b", "r"} and {rid for rid, _ in hits} == {"b", "r"}

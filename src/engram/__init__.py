@@ -14,6 +14,8 @@ from engram.embed import (
     SentenceTransformerEmbedder,
 )
 from engram.errors import (
+    AccessError,
+    AuthenticationError,
     ConfigurationError,
     ConflictError,
     DataError,
@@ -21,6 +23,7 @@ from engram.errors import (
     EngramError,
     InvalidInputError,
     NotFoundError,
+    PermissionDeniedError,
     ScopeError,
     StoreError,
     StoreLockedError,
@@ -48,6 +51,8 @@ __all__ = [
     "LEXICAL",
     "PRESETS",
     "SEMANTIC",
+    "AccessError",
+    "AuthenticationError",
     "ConfigurationError",
     "ConflictError",
     "DataError",
@@ -64,6 +69,7 @@ __all__ = [
     "MemoryRecord",
     "NotFoundError",
     "OpenAIEmbedder",
+    "PermissionDeniedError",
     "RecordFilter",
     "RecordKind",
     "RetrieverScore",

@@ -13,7 +13,10 @@
      │    ├── StoreLockedError     another process held the file locked past the timeout
      │    └── ConflictError        a conditional write found the data changed since it was read
      ├── EmbeddingError            the embedder failed or returned malformed vectors
-     └── DataError                 a benchmark or import file is missing or malformed
+     ├── DataError                 a benchmark or import file is missing or malformed
+     └── AccessError               a server refused the request (engram.server, engram.Client)
+          ├── AuthenticationError  no API key, or an unknown or revoked one
+          └── PermissionDeniedError  the key may not act for this user, or only reads
 
 Another user's record id raises :class:`NotFoundError`, exactly like an unknown id, so that
 record ids cannot be used to probe for other users' data.
@@ -22,6 +25,8 @@ record ids cannot be used to probe for other users' data.
 from __future__ import annotations
 
 __all__ = [
+    "AccessError",
+    "AuthenticationError",
     "ConfigurationError",
     "ConflictError",
     "DataError",
@@ -29,6 +34,7 @@ __all__ = [
     "EngramError",
     "InvalidInputError",
     "NotFoundError",
+    "PermissionDeniedError",
     "ScopeError",
     "StoreError",
     "StoreLockedError",
@@ -75,3 +81,16 @@ class EmbeddingError(EngramError):
 
 class DataError(EngramError):
     """A data file (import or benchmark) is missing or malformed."""
+
+
+class AccessError(EngramError):
+    """A server refused the request for who made it (see docs/server.md)."""
+
+
+class AuthenticationError(AccessError):
+    """No API key was given where one is needed, or the key is unknown or revoked."""
+
+
+class PermissionDeniedError(AccessError):
+    """The API key is valid but may not do this: another user than its pattern allows, or a
+    write with a read-only key."""

@@ -222,10 +222,15 @@ class Memory:
         kinds: Sequence[str | RecordKind] = (RecordKind.TURN,),
         limit: int = 100,
         offset: int = 0,
+        after: MemoryRecord | None = None,
     ) -> builtins.list[MemoryRecord]:
-        """Records in scope, in conversation order (turns only unless ``kinds`` says otherwise)."""
+        """Records in scope, in conversation order (turns only unless ``kinds`` says otherwise).
+        Page with ``after=page[-1]``: the records after that one, stable while others are added
+        or deleted (``offset`` counts from there)."""
         where = RecordFilter(user_id, agent_id, session_id, _kinds(kinds))
-        return self.store.list(where, limit=_limit(limit), offset=_offset(offset))
+        if after is not None and not isinstance(after, MemoryRecord):
+            raise InvalidInputError(f"after must be a MemoryRecord, got {short_repr(after)}")
+        return self.store.list(where, limit=_limit(limit), offset=_offset(offset), after=after)
 
     def history(self, record_id: str, *, user_id: str) -> builtins.list[HistoryEvent]:
         Scope(user_id)

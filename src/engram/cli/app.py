@@ -41,6 +41,7 @@ class App:
 
     settings: Settings = field(default_factory=Settings.from_env)
     pretty: bool = False
+    explicit: dict[str, Any] = field(default_factory=dict)  # the global options given as flags
     _memory: Memory | None = None
 
     def memory(self, *, create: bool = False) -> Memory:
@@ -88,6 +89,7 @@ def _set_setting(ctx: click.Context, param: click.Parameter, value: Any) -> None
         app.pretty = True
     else:
         app.settings = app.settings.with_(**{str(param.name): value})
+        app.explicit[str(param.name)] = value
 
 
 def common_options(func: F) -> F:

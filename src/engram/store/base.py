@@ -86,9 +86,17 @@ class Store(Protocol):
         ...
 
     def list(
-        self, where: RecordFilter, *, limit: int, offset: int = 0
+        self,
+        where: RecordFilter,
+        *,
+        limit: int,
+        offset: int = 0,
+        after: MemoryRecord | None = None,
     ) -> builtins.list[MemoryRecord]:
-        """Records in scope, ordered by session, then ``seq``, then creation."""
+        """Records in scope, ordered by session, then ``seq``, then kind, then creation. With
+        ``after`` (a record of a previous page), only records that come after it in that order
+        (keyset pagination: pages neither skip nor repeat records when others are added or
+        deleted meanwhile, even when ``after`` itself has been deleted)."""
         ...
 
     def update(

@@ -59,6 +59,23 @@ from engram.types import (
 
 __all__ = ["SqliteStore"]
 
+# Keyset pagination in the order of list(): (session_id, seq) ascending, kind descending, rowid.
+# NULLs sort first, as '' and -1 do (ids are non-empty, seq >= 0). A record that has been deleted
+# has no rowid any more: the records that tie with it on (session, seq, kind) are then skipped
+# rather than repeated (for turns there are none; seq is unique in a session).
+_AFTER = (
+    "(COALESCE(session_id, '') > ? OR (COALESCE(session_id, '') = ? AND (COALESCE(seq, -1) > ? "
+    "OR (COALESCE(seq, -1) = ? AND (kind < ? OR (kind = ? AND rowid > COALESCE("
+    "(SELECT rowid FROM records WHERE id = ? AND user_id = ?), 9223372036854775807)))))))"
+)
+
+
+def _after_params(user_id: str, after: MemoryRecord) -> list[object]:
+    session, seq = after.session_id or "", -1 if after.seq is None else after.seq
+    kind = after.kind.value
+    return [session, session, seq, seq, kind, kind, after.id, user_id]
+
+
 _Row = TypeVar("_Row")
 
 
@@ -332,9 +349,17 @@ class SqliteStore:
             return derived(self._conn, user_id, record_id)
 
     def list(
-        self, where: RecordFilter, *, limit: int, offset: int = 0
+        self,
+        where: RecordFilter,
+        *,
+        limit: int,
+        offset: int = 0,
+        after: MemoryRecord | None = None,
     ) -> builtins.list[MemoryRecord]:
         clause, params = where_sql(where)
+        if after is not None:
+            clause += f" AND {_AFTER}"
+            params = [*params, *_after_params(where.user_id, after)]
         with self._reading():
             rows = self._conn.execute(
                 f"SELECT {RECORD_COLUMNS} FROM records WHERE {clause} "

@@ -1,0 +1,144 @@
+"""The ``/v1`` routes: each one a thin call of :class:`~engram.server.scoped.ScopedMemory`.
+
+Route functions are plain ``def``: FastAPI runs them on its thread pool, so the model and the
+database never block the event loop, and reads run side by side (the store's read connections).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from engram import InvalidInputError, RecordKind
+from engram.server.auth import scoped_memory
+from engram.server.schemas import (
+    AddRequest,
+    AddResponse,
+    DeleteResponse,
+    ErrorBody,
+    ForgetRequest,
+    ForgetResponse,
+    HistoryEventOut,
+    HistoryResponse,
+    HitOut,
+    RecordOut,
+    RecordPage,
+    SearchRequest,
+    SearchResponse,
+    SessionHitOut,
+    SessionSearchResponse,
+    StatsOut,
+    UpdateRequest,
+    decode_cursor,
+    encode_cursor,
+)
+from engram.server.scoped import ScopedMemory
+
+__all__ = ["router"]
+
+_ERRORS = {
+    status: {"model": ErrorBody}
+    for status in (400, 401, 403, 404, 409, 413, 415, 422, 500, 503, 504)
+}
+router = APIRouter(prefix="/v1", responses=_ERRORS)  # type: ignore[arg-type]
+Mem = Annotated[ScopedMemory, Depends(scoped_memory)]
+UserQuery = Annotated[str, Query(description="The user whose memory this is.")]
+
+
+@router.post("/messages", status_code=201, response_model=AddResponse, tags=["write"])
+def add_messages(body: AddRequest, mem: Mem, request: Request) -> AddResponse:
+    """Store the messages of one session verbatim (one transaction) and index them. Idempotent:
+    a message already stored (same id, or same role, content and timestamp) is not stored
+    again. Returns the turn record of every message, in order."""
+    limit = request.app.state.settings.max_messages
+    if len(body.messages) > limit:
+        raise InvalidInputError(f"at most {limit} messages per request, got {len(body.messages)}")
+    messages = [m.model_dump(exclude_none=True) for m in body.messages]
+    records = mem.add(
+        messages, user_id=body.user_id, session_id=body.session_id,
+        session_date=body.session_date, agent_id=body.agent_id,
+    )  # fmt: skip
+    return AddResponse(records=[RecordOut.of(r) for r in records])
+
+
+@router.post("/search", response_model=SearchResponse, tags=["read"])
+def search(body: SearchRequest, mem: Mem) -> SearchResponse:
+    """The turns most relevant to the query, best first; ``found_by`` says which retriever
+    found each hit, at what rank and raw score."""
+    hits = mem.search(
+        body.query, user_id=body.user_id, limit=body.limit, session_id=body.session_id,
+        agent_id=body.agent_id, question_date=body.question_date, config=body.search_config(),
+    )  # fmt: skip
+    return SearchResponse(hits=[HitOut.of(h) for h in hits])
+
+
+@router.post("/search/sessions", response_model=SessionSearchResponse, tags=["read"])
+def search_sessions(body: SearchRequest, mem: Mem) -> SessionSearchResponse:
+    """Sessions ranked by their best turns (``session_id`` must not be given)."""
+    if body.session_id is not None:
+        raise InvalidInputError("search/sessions ranks sessions: session_id cannot be given")
+    sessions = mem.search_sessions(
+        body.query, user_id=body.user_id, limit=body.limit, agent_id=body.agent_id,
+        question_date=body.question_date, config=body.search_config(),
+    )  # fmt: skip
+    return SessionSearchResponse(sessions=[SessionHitOut.of(s) for s in sessions])
+
+
+@router.get("/records", response_model=RecordPage, tags=["read"])
+def list_records(
+    mem: Mem,
+    user_id: UserQuery,
+    session_id: str | None = None,
+    agent_id: str | None = None,
+    kind: Annotated[list[RecordKind] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=4096)] = None,
+) -> RecordPage:
+    """Records in conversation order (turns unless ``kind`` says otherwise), a page at a time:
+    pass ``next_cursor`` back as ``cursor``. Pages neither skip nor repeat records when others
+    are added or deleted meanwhile."""
+    after = None if cursor is None else decode_cursor(cursor, user_id)
+    records = mem.list(
+        user_id=user_id, session_id=session_id, agent_id=agent_id,
+        kinds=kind or (RecordKind.TURN,), limit=limit, after=after,
+    )  # fmt: skip
+    next_cursor = encode_cursor(records[-1]) if len(records) == limit else None
+    return RecordPage(records=[RecordOut.of(r) for r in records], next_cursor=next_cursor)
+
+
+@router.get("/records/{record_id}", response_model=RecordOut, tags=["read"])
+def get_record(record_id: str, mem: Mem, user_id: UserQuery) -> RecordOut:
+    return RecordOut.of(mem.get(record_id, user_id=user_id))
+
+
+@router.patch("/records/{record_id}", response_model=RecordOut, tags=["write"])
+def update_record(record_id: str, body: UpdateRequest, mem: Mem) -> RecordOut:
+    """Replace a record's text; the keys built from it are rebuilt in the same transaction and
+    the old text stays in its history."""
+    return RecordOut.of(mem.update(record_id, body.text, user_id=body.user_id))
+
+
+@router.delete("/records/{record_id}", response_model=DeleteResponse, tags=["write"])
+def delete_record(record_id: str, mem: Mem, user_id: UserQuery) -> DeleteResponse:
+    """Hard-delete a record and the keys built from it; no text of it is left anywhere."""
+    return DeleteResponse(deleted=mem.delete(record_id, user_id=user_id))
+
+
+@router.get("/records/{record_id}/history", response_model=HistoryResponse, tags=["read"])
+def record_history(record_id: str, mem: Mem, user_id: UserQuery) -> HistoryResponse:
+    events = mem.history(record_id, user_id=user_id)
+    return HistoryResponse(events=[HistoryEventOut.of(e) for e in events])
+
+
+@router.post("/forget", response_model=ForgetResponse, tags=["write"])
+def forget(body: ForgetRequest, mem: Mem) -> ForgetResponse:
+    """Hard-delete everything of a user, or of one of their sessions: records, index rows and
+    history. Returns how many records were deleted."""
+    return ForgetResponse(forgotten=mem.forget(user_id=body.user_id, session_id=body.session_id))
+
+
+@router.get("/stats", response_model=StatsOut, tags=["read"])
+def stats(mem: Mem, user_id: str | None = None) -> StatsOut:
+    """Counts for a user (with an API key a user_id is required), or for the whole store."""
+    return StatsOut.of(mem.stats(user_id=user_id))

@@ -1,0 +1,82 @@
+"""``engram serve``: build the memory a server uses and run the REST app under uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+
+from engram import ConfigurationError, Memory
+from engram.config import make_embedder
+from engram.embed import Embedder
+from engram.server.app import create_app
+from engram.server.keys import KeyStore
+from engram.server.settings import ServerSettings, is_loopback
+
+__all__ = ["check_exposure", "open_memory", "serve"]
+
+log = logging.getLogger("engram.server")
+
+
+def open_memory(settings: ServerSettings) -> Memory:
+    """The server's memory: the configured store and embedder, the embedder wrapped in a
+    :class:`~engram.BatchingEmbedder` so that concurrent requests share model calls."""
+    from engram.embed import BatchingEmbedder  # type: ignore[attr-defined]
+
+    embedder: Embedder = make_embedder(settings.embedder, settings.core())
+    if settings.batch_max > 1:
+        embedder = BatchingEmbedder(
+            embedder, max_batch=settings.batch_max, max_wait=settings.batch_wait_ms / 1000
+        )
+    return Memory.open(settings.db, embedder=embedder)
+
+
+def check_exposure(host: str, keys: KeyStore | None) -> None:
+    """Refuse to listen beyond loopback unless an API key is configured."""
+    if is_loopback(host):
+        return
+    if keys is None or not keys.any_active():
+        raise ConfigurationError(
+            f"refusing to listen on {host}: no API key is configured, and without one the "
+            "server only listens on loopback (127.0.0.1, ::1). Create a key with "
+            "'engram keys create --tenant NAME', or serve on 127.0.0.1 behind a proxy"
+        )
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: ServerSettings) -> None:
+    """Run the REST server until SIGINT or SIGTERM; requests in flight are finished (up to
+    ``shutdown_timeout`` seconds) and the store is closed before returning."""
+    import uvicorn
+
+    keys = KeyStore(settings.keys_path) if settings.keys_path else None
+    check_exposure(settings.host, keys)
+    sock = _bind(settings.host, settings.port)
+    memory = open_memory(settings)
+    try:
+        app = create_app(memory, settings, keys=keys)
+        config = uvicorn.Config(
+            app, log_level="warning", timeout_graceful_shutdown=int(settings.shutdown_timeout),
+            lifespan="on", access_log=False,
+        )  # fmt: skip
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        mode = "API keys required" if keys is not None and keys.any_active() else "no API key"
+        print(f"engram: serving http://{shown}:{port} ({settings.db}; {mode})", file=sys.stderr)
+        sys.stderr.flush()
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        memory.close()
+        sock.close()

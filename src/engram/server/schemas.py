@@ -1,0 +1,307 @@
+"""The wire format of the REST API (pydantic models) and its conversion to and from Engram's
+types. :class:`engram.Client` reads responses with the same models, so both sides agree."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import fields
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engram import (
+    HistoryEvent,
+    Hit,
+    InvalidInputError,
+    MemoryRecord,
+    RecordKind,
+    RetrieverScore,
+    SearchConfig,
+    SessionHit,
+    StoreStats,
+)
+
+__all__ = [
+    "AddRequest",
+    "ErrorBody",
+    "ForgetRequest",
+    "HitOut",
+    "RecordOut",
+    "SearchRequest",
+    "SessionHitOut",
+    "UpdateRequest",
+    "decode_cursor",
+    "encode_cursor",
+]
+
+MAX_CANDIDATES = 2000  # a SearchConfig sent over the wire may not ask for more per retriever
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MessageIn(_In):
+    """One message, as ``Memory.add`` takes it (it validates the values)."""
+
+    role: str
+    content: str
+    id: str | None = None
+    name: str | None = None
+    timestamp: datetime | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class AddRequest(_In):
+    user_id: str
+    session_id: str | None = None
+    session_date: datetime | None = None
+    agent_id: str | None = None
+    messages: list[MessageIn] = Field(min_length=1)
+
+
+class UpdateRequest(_In):
+    user_id: str
+    text: str
+
+
+class ForgetRequest(_In):
+    user_id: str
+    session_id: str | None = None
+
+
+class SearchConfigIn(_In):
+    """A :class:`~engram.SearchConfig` by its fields (see docs/python-api.md)."""
+
+    name: str = "custom"
+    lexical: bool = True
+    semantic: bool = True
+    sentence: bool = False
+    key_kinds: list[RecordKind] = [RecordKind.TURN, RecordKind.ROUND, RecordKind.WINDOW]
+    candidates: int = Field(100, ge=1, le=MAX_CANDIDATES)
+    key_decay: float = 0.0
+    fusion: Literal["rrf", "weighted"] = "rrf"
+    rrf_k: int = Field(60, ge=0, le=10_000)
+    weights: dict[str, float] = {"lexical": 1.0, "semantic": 1.0}
+    recency_weight: float = 0.0
+    recency_half_life_days: float = 30.0
+    speaker_weight: float = 0.0
+    question_penalty: float = 0.0
+    mask_speakers: bool = False
+    time_weight: float = 0.0
+    time_tolerance_days: float = 7.0
+    session_aggregation: Literal["max", "sum"] = "max"
+    session_top: int = Field(3, ge=1, le=1000)
+
+    def to_config(self) -> SearchConfig:
+        values = self.model_dump()
+        values["key_kinds"] = tuple(self.key_kinds)
+        values["weights"] = tuple(self.weights.items())
+        return SearchConfig(**values)  # its own checks raise InvalidInputError
+
+    @classmethod
+    def of(cls, config: SearchConfig) -> SearchConfigIn:
+        values = {f.name: getattr(config, f.name) for f in fields(config) if f.name != "extra"}
+        if config.extra:
+            raise InvalidInputError("a SearchConfig with 'extra' cannot be sent to a server")
+        values["weights"] = dict(config.weights)
+        values["key_kinds"] = list(config.key_kinds)
+        return cls(**values)
+
+
+class SearchRequest(_In):
+    query: str
+    user_id: str
+    limit: int = 10
+    session_id: str | None = None
+    agent_id: str | None = None
+    question_date: datetime | None = None
+    config: Literal["hybrid", "lexical", "semantic"] | SearchConfigIn | None = None
+
+    def search_config(self) -> SearchConfig | str | None:
+        return self.config.to_config() if isinstance(self.config, SearchConfigIn) else self.config
+
+
+class RecordOut(BaseModel):
+    id: str
+    kind: RecordKind
+    text: str
+    user_id: str
+    session_id: str | None
+    agent_id: str | None
+    role: str | None
+    name: str | None
+    seq: int | None
+    timestamp: datetime
+    created_at: datetime
+    provenance: list[str]
+    message_ids: list[str]
+    valid_from: datetime | None
+    valid_to: datetime | None
+    metadata: dict[str, Any]
+
+    @classmethod
+    def of(cls, record: MemoryRecord) -> RecordOut:
+        values = {f.name: getattr(record, f.name) for f in fields(record)}
+        values.update(
+            provenance=list(record.provenance), message_ids=list(record.message_ids),
+            metadata=dict(record.metadata),
+        )  # fmt: skip
+        return cls(**values)
+
+    def to_record(self) -> MemoryRecord:
+        values = self.model_dump()
+        values.update(provenance=tuple(self.provenance), message_ids=tuple(self.message_ids))
+        return MemoryRecord(**values)
+
+
+class RetrieverScoreOut(BaseModel):
+    rank: int
+    score: float
+
+
+class HitOut(BaseModel):
+    record: RecordOut
+    score: float
+    found_by: dict[str, RetrieverScoreOut]
+    matched_keys: list[str]
+
+    @classmethod
+    def of(cls, hit: Hit) -> HitOut:
+        found = {k: RetrieverScoreOut(rank=v.rank, score=v.score) for k, v in hit.sources.items()}
+        return cls(
+            record=RecordOut.of(hit.record), score=hit.score, found_by=found,
+            matched_keys=list(hit.matched_keys),
+        )  # fmt: skip
+
+    def to_hit(self) -> Hit:
+        sources = {k: RetrieverScore(v.rank, v.score) for k, v in self.found_by.items()}
+        return Hit(self.record.to_record(), self.score, sources, tuple(self.matched_keys))
+
+
+class SessionHitOut(BaseModel):
+    session_id: str
+    score: float
+    hits: list[HitOut]
+
+    @classmethod
+    def of(cls, session: SessionHit) -> SessionHitOut:
+        return cls(
+            session_id=session.session_id, score=session.score,
+            hits=[HitOut.of(h) for h in session.hits],
+        )  # fmt: skip
+
+    def to_session(self) -> SessionHit:
+        return SessionHit(self.session_id, self.score, tuple(h.to_hit() for h in self.hits))
+
+
+class HistoryEventOut(BaseModel):
+    id: int
+    record_id: str
+    user_id: str
+    event: str
+    old_text: str | None
+    new_text: str | None
+    at: datetime
+
+    @classmethod
+    def of(cls, event: HistoryEvent) -> HistoryEventOut:
+        return cls(**{f.name: getattr(event, f.name) for f in fields(event)})
+
+    def to_event(self) -> HistoryEvent:
+        return HistoryEvent(**self.model_dump())
+
+
+class StatsOut(BaseModel):
+    records: dict[str, int]
+    users: int
+    sessions: int
+    size_bytes: int | None
+    embedder: str | None
+    dim: int | None
+
+    @classmethod
+    def of(cls, stats: StoreStats) -> StatsOut:
+        values = {f.name: getattr(stats, f.name) for f in fields(stats)}
+        values["records"] = dict(stats.records)
+        return cls(**values)
+
+    def to_stats(self) -> StoreStats:
+        return StoreStats(**self.model_dump())
+
+
+class AddResponse(BaseModel):
+    records: list[RecordOut]
+
+
+class RecordPage(BaseModel):
+    records: list[RecordOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )
+
+
+class SearchResponse(BaseModel):
+    hits: list[HitOut]
+
+
+class SessionSearchResponse(BaseModel):
+    sessions: list[SessionHitOut]
+
+
+class DeleteResponse(BaseModel):
+    deleted: list[str]
+
+
+class ForgetResponse(BaseModel):
+    forgotten: int
+
+
+class HistoryResponse(BaseModel):
+    events: list[HistoryEventOut]
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="The EngramError subclass, e.g. NotFoundError.")
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+# -- list cursors -------------------------------------------------------------------------------
+
+
+def encode_cursor(record: MemoryRecord) -> str:
+    """An opaque cursor: the list position of ``record`` (its session, seq, kind and id)."""
+    raw = json.dumps([record.session_id, record.seq, record.kind.value, record.id])
+    return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ANCHOR: Mapping[str, Any] = {
+    "text": "", "agent_id": None, "role": None, "name": None, "timestamp": _EPOCH,
+    "created_at": _EPOCH,
+}  # fmt: skip
+MAX_SEQ = 2**62
+
+
+def decode_cursor(cursor: str, user_id: str) -> MemoryRecord:
+    """The anchor record of a cursor (only its position fields are meaningful)."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        session_id, seq, kind, rid = json.loads(raw)
+        if not (session_id is None or isinstance(session_id, str)) or not isinstance(rid, str):
+            raise ValueError
+        if not (seq is None or (type(seq) is int and 0 <= seq < MAX_SEQ)):
+            raise ValueError
+        position = {"session_id": session_id, "seq": seq, "kind": RecordKind(kind), "id": rid}
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInputError("cursor is not one this server returned") from None
+    return MemoryRecord(**{**_ANCHOR, **position, "user_id": user_id})

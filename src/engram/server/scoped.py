@@ -1,0 +1,138 @@
+"""One principal's view of a :class:`~engram.Memory`: the calls of the REST and MCP servers go
+through here, so both map user ids (and check what a key may do) in exactly one place."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from engram import (
+    HistoryEvent,
+    Hit,
+    Memory,
+    MemoryRecord,
+    PermissionDeniedError,
+    RecordKind,
+    SearchConfig,
+    SessionHit,
+    StoreStats,
+)
+from engram.server.tenancy import Principal
+
+__all__ = ["ScopedMemory"]
+
+
+class ScopedMemory:
+    """The :class:`~engram.Memory` methods, for the users a :class:`Principal` may act for.
+    User ids go in as the caller's and come back as the caller's; what is stored carries the
+    tenant's prefix (:mod:`engram.server.tenancy`)."""
+
+    def __init__(self, memory: Memory, principal: Principal) -> None:
+        self.memory = memory
+        self.principal = principal
+
+    def _user(self, user_id: str, *, write: bool = False) -> str:
+        return self.principal.stored_user(user_id, write=write)
+
+    def _record(self, record: MemoryRecord) -> MemoryRecord:
+        return replace(record, user_id=self.principal.public_user(record.user_id))
+
+    def _hit(self, hit: Hit) -> Hit:
+        return replace(hit, record=self._record(hit.record))
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def add(
+        self,
+        messages: Sequence[object],
+        *,
+        user_id: str,
+        session_id: str | None = None,
+        session_date: datetime | str | None = None,
+        agent_id: str | None = None,
+    ) -> builtins.list[MemoryRecord]:
+        records = self.memory.add(
+            messages, user_id=self._user(user_id, write=True), session_id=session_id,
+            session_date=session_date, agent_id=agent_id,
+        )  # fmt: skip
+        return [self._record(r) for r in records]
+
+    def update(self, record_id: str, text: str, *, user_id: str) -> MemoryRecord:
+        stored = self._user(user_id, write=True)
+        return self._record(self.memory.update(record_id, text, user_id=stored))
+
+    def delete(self, record_id: str, *, user_id: str) -> builtins.list[str]:
+        return self.memory.delete(record_id, user_id=self._user(user_id, write=True))
+
+    def forget(self, *, user_id: str, session_id: str | None = None) -> int:
+        return self.memory.forget(user_id=self._user(user_id, write=True), session_id=session_id)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def get(self, record_id: str, *, user_id: str) -> MemoryRecord:
+        return self._record(self.memory.get(record_id, user_id=self._user(user_id)))
+
+    def list(
+        self,
+        *,
+        user_id: str,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        kinds: Sequence[str | RecordKind] = (RecordKind.TURN,),
+        limit: int = 100,
+        offset: int = 0,
+        after: MemoryRecord | None = None,
+    ) -> builtins.list[MemoryRecord]:
+        stored = self._user(user_id)
+        anchor = None if after is None else replace(after, user_id=stored)
+        records = self.memory.list(
+            user_id=stored, session_id=session_id, agent_id=agent_id, kinds=kinds,
+            limit=limit, offset=offset, after=anchor,
+        )  # fmt: skip
+        return [self._record(r) for r in records]
+
+    def history(self, record_id: str, *, user_id: str) -> builtins.list[HistoryEvent]:
+        events = self.memory.history(record_id, user_id=self._user(user_id))
+        return [replace(e, user_id=self.principal.public_user(e.user_id)) for e in events]
+
+    def search(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        limit: int = 10,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        question_date: datetime | str | None = None,
+        config: SearchConfig | str | None = None,
+    ) -> builtins.list[Hit]:
+        hits = self.memory.search(
+            query, user_id=self._user(user_id), limit=limit, session_id=session_id,
+            agent_id=agent_id, question_date=question_date, config=config,
+        )  # fmt: skip
+        return [self._hit(h) for h in hits]
+
+    def search_sessions(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        limit: int = 10,
+        agent_id: str | None = None,
+        question_date: datetime | str | None = None,
+        config: SearchConfig | str | None = None,
+    ) -> builtins.list[SessionHit]:
+        sessions = self.memory.search_sessions(
+            query, user_id=self._user(user_id), limit=limit, agent_id=agent_id,
+            question_date=question_date, config=config,
+        )  # fmt: skip
+        return [replace(s, hits=tuple(self._hit(h) for h in s.hits)) for s in sessions]
+
+    def stats(self, *, user_id: str | None = None) -> StoreStats:
+        if user_id is None and not self.principal.open:
+            raise PermissionDeniedError(
+                "store-wide statistics are for the open (keyless) mode; name a user_id"
+            )
+        return self.memory.stats(user_id=None if user_id is None else self._user(user_id))
