@@ -36,10 +36,15 @@ _HTTP_TYPES = {
 
 
 def create_app(
-    memory: Memory, settings: ServerSettings | None = None, *, keys: KeyStore | None = None
+    memory: Memory,
+    settings: ServerSettings | None = None,
+    *,
+    keys: KeyStore | None = None,
+    close_memory: bool = False,
 ) -> FastAPI:
     """A FastAPI app serving ``memory``. ``keys`` defaults to the key file of ``settings``;
-    with no active key in it the app answers only loopback clients of a loopback server."""
+    with no active key in it the app answers only loopback clients of a loopback server.
+    ``close_memory``: close it when the app shuts down (after the requests in flight)."""
     settings = settings or ServerSettings()
     if keys is None and settings.keys_path is not None:
         keys = KeyStore(settings.keys_path)
@@ -51,6 +56,8 @@ def create_app(
         app.state.ready = True
         yield
         app.state.ready = False  # uvicorn has finished the requests in flight by now
+        if close_memory:
+            await anyio.to_thread.run_sync(memory.close)
 
     app = FastAPI(
         title="Engram", version=__version__, lifespan=lifespan,

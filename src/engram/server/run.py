@@ -21,10 +21,10 @@ log = logging.getLogger("engram.server")
 def open_memory(settings: ServerSettings) -> Memory:
     """The server's memory: the configured store and embedder, the embedder wrapped in a
     :class:`~engram.BatchingEmbedder` so that concurrent requests share model calls."""
-    from engram.embed import BatchingEmbedder  # type: ignore[attr-defined]
-
     embedder: Embedder = make_embedder(settings.embedder, settings.core())
     if settings.batch_max > 1:
+        from engram.embed import BatchingEmbedder  # type: ignore[attr-defined]
+
         embedder = BatchingEmbedder(
             embedder, max_batch=settings.batch_max, max_wait=settings.batch_wait_ms / 1000
         )
@@ -58,7 +58,8 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def serve(settings: ServerSettings) -> None:
     """Run the REST server until SIGINT or SIGTERM; requests in flight are finished (up to
-    ``shutdown_timeout`` seconds) and the store is closed before returning."""
+    ``shutdown_timeout`` seconds), then the store is closed. (uvicorn then re-raises the signal,
+    so the process ends as a signalled one, after the store has closed.)"""
     import uvicorn
 
     keys = KeyStore(settings.keys_path) if settings.keys_path else None
@@ -66,7 +67,7 @@ def serve(settings: ServerSettings) -> None:
     sock = _bind(settings.host, settings.port)
     memory = open_memory(settings)
     try:
-        app = create_app(memory, settings, keys=keys)
+        app = create_app(memory, settings, keys=keys, close_memory=True)
         config = uvicorn.Config(
             app, log_level="warning", timeout_graceful_shutdown=int(settings.shutdown_timeout),
             lifespan="on", access_log=False,
@@ -78,5 +79,5 @@ def serve(settings: ServerSettings) -> None:
         sys.stderr.flush()
         uvicorn.Server(config).run(sockets=[sock])
     finally:
-        memory.close()
+        memory.close()  # if the app never started; closing twice is harmless
         sock.close()

@@ -1,0 +1,128 @@
+"""Real server processes for the server tests: ``engram serve`` (and ``engram mcp --http``) run
+as subprocesses on a free loopback port, with bounded waits. Not mocks: every test that uses
+these talks HTTP to a separate Python process."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+__all__ = ["ServerProcess", "engram_env", "rest_server", "run_engram", "start_server"]
+
+_SERVING = re.compile(r"serving (http://\S+)")
+START_TIMEOUT = 60.0
+
+
+def engram_env(**extra: str) -> dict[str, str]:
+    """The environment of a child ``engram``: no ENGRAM_* variable of the caller leaks in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
+    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
+
+
+def run_engram(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60.0, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``engram ARGS`` as a child process, to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "engram.cli.main", *args], capture_output=True, text=True,
+        env=env or engram_env(), timeout=timeout, input=input, check=False,
+    )  # fmt: skip
+
+
+@dataclass
+class ServerProcess:
+    """A running ``engram serve``: its base URL, process and what it printed on stderr."""
+
+    url: str
+    proc: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+
+    def client(self, key: str | None = None, timeout: float = 30.0) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Send ``sig`` and wait for the exit code (SIGKILL if it does not stop in time)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+
+def _pump(
+    proc: subprocess.Popen[str], lines: list[str], found: list[str], ready: threading.Event
+) -> None:
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        lines.append(line)
+        match = _SERVING.search(line)
+        if match and not found:
+            found.append(match.group(1))
+            ready.set()
+    ready.set()  # the process ended
+
+
+def start_server(args: Sequence[str], env: dict[str, str] | None = None) -> ServerProcess:
+    """Start ``engram ARGS`` (a command that prints 'serving http://...') and wait until it
+    answers ``/healthz``; raises RuntimeError with its output if it does not."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engram.cli.main", *args], stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, env=env or engram_env(),
+    )  # fmt: skip
+    lines: list[str] = []
+    found: list[str] = []
+    ready = threading.Event()
+    threading.Thread(target=_pump, args=(proc, lines, found, ready), daemon=True).start()
+    ready.wait(START_TIMEOUT)
+    if not found:
+        proc.kill()
+        proc.wait(10)
+        raise RuntimeError("server did not start:\n" + "".join(lines))
+    server = ServerProcess(found[0], proc, lines)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    server.stop(signal.SIGKILL)
+    raise RuntimeError("server never became ready:\n" + server.log)
+
+
+@contextmanager
+def rest_server(
+    db: Path | str, *extra: str, embedder: str = "hash", env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """``engram --db DB --embedder EMBEDDER serve --port 0 EXTRA...`` for the with-block."""
+    server = start_server(
+        ["--db", str(db), "--embedder", embedder, "serve", "--port", "0", *extra], env
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
