@@ -110,7 +110,11 @@ class KeyStore:
     @contextmanager
     def _connect(self, *, write: bool) -> Iterator[sqlite3.Connection]:
         if not write and not Path(self.path).exists():
-            yield sqlite3.connect(":memory:")  # no file yet: no keys
+            empty = sqlite3.connect(":memory:")  # no file yet: no keys
+            try:
+                yield empty
+            finally:
+                empty.close()
             return
         try:
             conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
@@ -118,10 +122,13 @@ class KeyStore:
             raise StoreError(f"cannot open the API key file {self.path!r}: {exc}") from exc
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            conn.executescript(_SCHEMA) if write else None
+            if write:
+                conn.execute(_SCHEMA)
             yield conn
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.rollback()
             raise StoreError(f"the API key file {self.path!r} failed: {exc}") from exc
         finally:
             conn.close()
