@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import fields
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,6 +41,17 @@ __all__ = [
 MAX_CANDIDATES = 2000  # a SearchConfig sent over the wire may not ask for more per retriever
 
 
+# Dates in requests stay strings here: Memory parses them itself, so a request is validated
+# exactly as Memory.add / Memory.search validate their arguments (and a timestamp keeps the
+# offset it was written with, which is part of the id of a message that has none).
+DateTime = Annotated[
+    str,
+    Field(
+        max_length=64, json_schema_extra={"format": "date-time"}, examples=["2024-05-08T13:56:00Z"]
+    ),
+]
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -52,14 +63,14 @@ class MessageIn(_In):
     content: str
     id: str | None = None
     name: str | None = None
-    timestamp: datetime | None = None
+    timestamp: DateTime | None = None
     metadata: dict[str, Any] | None = None
 
 
 class AddRequest(_In):
     user_id: str
     session_id: str | None = None
-    session_date: datetime | None = None
+    session_date: DateTime | None = None
     agent_id: str | None = None
     messages: list[MessageIn] = Field(min_length=1)
 
@@ -119,7 +130,7 @@ class SearchRequest(_In):
     limit: int = 10
     session_id: str | None = None
     agent_id: str | None = None
-    question_date: datetime | None = None
+    question_date: DateTime | None = None
     config: Literal["hybrid", "lexical", "semantic"] | SearchConfigIn | None = None
 
     def search_config(self) -> SearchConfig | str | None:
