@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,7 +22,13 @@ from engram.config import Settings
 from engram.errors import ConfigurationError
 from engram.types import id_problem
 
-__all__ = ["CONFIG_VARIABLE", "DEFAULT_MCP_USER", "ServerSettings", "is_loopback"]
+__all__ = [
+    "CONFIG_VARIABLE",
+    "DEFAULT_MCP_USER",
+    "ServerSettings",
+    "is_loopback",
+    "user_data_db",
+]
 
 CONFIG_VARIABLE = "ENGRAM_CONFIG"
 DEFAULT_MCP_USER = "default"
@@ -122,6 +129,16 @@ def _explain(exc: ValidationError, path: str | None) -> str:
         parts.append(f"{where}: {error['msg']}")
     origin = f" (flags, ENGRAM_* variables or {path})" if path else ""
     return "invalid settings" + origin + ": " + "; ".join(parts)
+
+
+def user_data_db(environ: Mapping[str, str] | None = None) -> Path:
+    """The per-user database of ``engram mcp`` when none is configured:
+    ``$XDG_DATA_HOME/engram/engram.db``, else ``~/.local/share/engram/engram.db``. Not the
+    working directory, which is whatever the MCP host started the server in."""
+    env = os.environ if environ is None else environ
+    data = env.get("XDG_DATA_HOME", "").strip()
+    base = Path(data) if data and Path(data).is_absolute() else Path.home() / ".local" / "share"
+    return base / "engram" / "engram.db"
 
 
 def is_loopback(host: str) -> bool:
