@@ -74,18 +74,20 @@ def _pump(
     proc: subprocess.Popen[str], lines: list[str], found: list[str], ready: threading.Event
 ) -> None:
     assert proc.stderr is not None
-    for line in proc.stderr:
-        lines.append(line)
-        match = _SERVING.search(line)
-        if match and not found:
-            found.append(match.group(1))
-            ready.set()
+    with proc.stderr:  # closed at the end, or the pipe's file is left to the garbage collector
+        for line in proc.stderr:
+            lines.append(line)
+            match = _SERVING.search(line)
+            if match and not found:
+                found.append(match.group(1))
+                ready.set()
     ready.set()  # the process ended
 
 
 def start_server(args: Sequence[str], env: dict[str, str] | None = None) -> ServerProcess:
     """Start ``engram ARGS`` (a command that prints 'serving http://...') and wait until it
-    answers ``/healthz``; raises RuntimeError with its output if it does not."""
+    answers ``/readyz`` (at the root of the printed URL, which for ``engram mcp --http`` is its
+    ``/mcp`` endpoint); raises RuntimeError with its output if it does not."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "engram.cli.main", *args], stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True, env=env or engram_env(),
@@ -100,10 +102,11 @@ def start_server(args: Sequence[str], env: dict[str, str] | None = None) -> Serv
         proc.wait(10)
         raise RuntimeError("server did not start:\n" + "".join(lines))
     server = ServerProcess(found[0], proc, lines)
+    ready_url = httpx.URL(server.url).join("/readyz")
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200:
+            if httpx.get(ready_url, timeout=5).status_code == 200:
                 return server
         except httpx.TransportError:
             pass
