@@ -203,9 +203,9 @@ class _McpSession:
 
     async def search(self, user: str, query: str) -> int:
         result = await self.client.call_tool("search_memory", {"query": query, "user_id": user})
-        if result.isError:
+        if result.is_error:
             raise RuntimeError(_text(result))
-        content = result.structuredContent or {}
+        content = result.structured_content or {}
         return len(content.get("results", content.get("hits", [])))
 
     async def add(self, user: str, session: str, messages: Sequence[dict[str, Any]]) -> int:
@@ -213,7 +213,7 @@ class _McpSession:
         for message in messages:  # remember takes one message
             args = {"content": message["content"], "session_id": session, "user_id": user}
             result = await self.client.call_tool("remember", args)
-            if result.isError:
+            if result.is_error:
                 raise RuntimeError(_text(result))
             stored += 1
         return stored
