@@ -7,11 +7,13 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import re
 import shutil
 import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields, is_dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -314,10 +316,9 @@ def create_key(db: Path, keys: Path, tenant: str, *extra: str) -> str:
 
 def test_keys_scope_a_client_to_its_tenant(tmp_path: Path, server_env: dict[str, str]) -> None:
     db, keys = tmp_path / "keyed.db", tmp_path / "keyed.keys"
-    acme = create_key(db, keys, "acme")
-    globex = create_key(db, keys, "globex")
-    reader = create_key(db, keys, "acme", "--read-only")
-    alice_only = create_key(db, keys, "acme", "--users", "alice")
+    wanted = [("acme",), ("globex",), ("acme", "--read-only"), ("acme", "--users", "alice")]
+    with ThreadPoolExecutor(len(wanted)) as pool:  # one engram process each, side by side
+        acme, globex, reader, alice_only = pool.map(lambda a: create_key(db, keys, *a), wanted)
     hello = [{"role": "user", "content": "hello from acme"}]
     with rest_server(db, "--keys", str(keys), env=server_env) as server:
         url = server.url
@@ -347,6 +348,56 @@ def test_keys_scope_a_client_to_its_tenant(tmp_path: Path, server_env: dict[str,
             anonymous.list(user_id="alice")
         with Client(url, api_key="engram_not-a-key") as wrong, pytest.raises(AuthenticationError):
             wrong.list(user_id="alice")
+
+
+# -- the error table ---------------------------------------------------------------------------
+
+
+def _body(kind: str, message: Any = "m") -> dict[str, Any]:
+    return {"error": {"type": kind, "message": message}}
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected", "words"),
+    [
+        (404, _body("NotFoundError", "no record 'x' for this user"), NotFoundError, "^no record"),
+        (422, _body("ScopeError"), ScopeError, "^m$"),
+        (422, _body("InvalidInputError"), InvalidInputError, "^m$"),
+        (409, _body("ConflictError"), engram.ConflictError, "^m$"),
+        (503, _body("StoreLockedError"), engram.StoreLockedError, "^m$"),
+        (503, _body("EmbeddingError"), engram.EmbeddingError, "^m$"),
+        (500, _body("ConfigurationError"), ConfigurationError, "^m$"),
+        (401, _body("AuthenticationError"), AuthenticationError, "^m$"),
+        (403, _body("PermissionDeniedError"), PermissionDeniedError, "^m$"),
+        (400, _body("MalformedRequest"), InvalidInputError, "HTTP 400 MalformedRequest: m"),
+        (413, _body("PayloadTooLarge"), InvalidInputError, "HTTP 413 PayloadTooLarge"),
+        (415, _body("UnsupportedMediaType"), InvalidInputError, "415"),
+        (504, _body("Timeout"), StoreError, "HTTP 504 Timeout"),
+        (503, _body("NotReady"), StoreError, "NotReady"),
+        (500, _body("InternalError"), EngramError, "HTTP 500 InternalError"),
+        (405, _body("MethodNotAllowed"), EngramError, "405"),
+        (500, _body("SomethingNew"), EngramError, "SomethingNew"),
+        (502, "<html>bad gateway</html>", StoreError, "HTTP 502 Bad Gateway: <html>bad"),
+        (401, "no", AuthenticationError, "HTTP 401"),
+        (403, {"detail": "forbidden"}, PermissionDeniedError, "HTTP 403"),
+        (404, "<h1>Not Found</h1>", EngramError, "is it an Engram server"),
+        (400, _body("NotFoundError", 5), EngramError, "HTTP 400"),
+    ],
+)  # fmt: skip
+def test_error_bodies_map_to_engram_errors(
+    status: int, body: Any, expected: type[EngramError], words: str
+) -> None:
+    import httpx
+
+    from engram.remote import error_of
+
+    if isinstance(body, str):
+        response = httpx.Response(status, text=body)
+    else:
+        response = httpx.Response(status, json=body)
+    error = error_of(response, "http://h:1")
+    assert type(error) is expected
+    assert re.search(words, str(error)), str(error)
 
 
 # -- transport and construction -----------------------------------------------------------------
