@@ -29,7 +29,7 @@ def _no_engram_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads the developer's ENGRAM_* settings."""
     for name in (
         "ENGRAM_DB", "ENGRAM_EMBEDDER", "ENGRAM_OPENAI_BASE_URL", "ENGRAM_OPENAI_API_KEY",
-        "ENGRAM_EMBED_CACHE",
+        "ENGRAM_EMBED_CACHE", "ENGRAM_SERVER", "ENGRAM_API_KEY",
     ):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
 
@@ -52,6 +52,15 @@ def mem(tmp_path: Path) -> Iterator[Memory]:
     m = Memory(store=SqliteStore(tmp_path / "mem.db"), embedder=HashEmbedder())
     yield m
     m.close()
+
+
+@pytest.fixture(scope="session")
+def server_env() -> dict[str, str]:
+    """The environment of the ``engram serve`` children of the client tests. The one place that
+    turns the server's batching embedder off (ENGRAM_BATCH_MAX=1) until it lands."""
+    from servers import engram_env
+
+    return engram_env(ENGRAM_BATCH_MAX="1")
 
 
 @pytest.fixture(scope="session")

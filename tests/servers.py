@@ -49,6 +49,7 @@ class ServerProcess:
     url: str
     proc: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None  # the thread reading its stderr (it closes it)
 
     def client(self, key: str | None = None, timeout: float = 30.0) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -63,6 +64,8 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        if self.reader is not None:
+            self.reader.join(10)
         return self.proc.returncode
 
     @property
@@ -95,13 +98,15 @@ def start_server(args: Sequence[str], env: dict[str, str] | None = None) -> Serv
     lines: list[str] = []
     found: list[str] = []
     ready = threading.Event()
-    threading.Thread(target=_pump, args=(proc, lines, found, ready), daemon=True).start()
+    reader = threading.Thread(target=_pump, args=(proc, lines, found, ready), daemon=True)
+    reader.start()
     ready.wait(START_TIMEOUT)
     if not found:
         proc.kill()
         proc.wait(10)
+        reader.join(10)
         raise RuntimeError("server did not start:\n" + "".join(lines))
-    server = ServerProcess(found[0], proc, lines)
+    server = ServerProcess(found[0], proc, lines, reader)
     ready_url = httpx.URL(server.url).join("/readyz")
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:

@@ -17,7 +17,9 @@ from engram.config import EMBEDDER_SPECS
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 # documented under "Global options"
-COMMON = {"--db", "--embedder", "--embed-cache", "--pretty", "--help", "-h"}
+COMMON = {
+    "--db", "--embedder", "--embed-cache", "--server", "--api-key", "--pretty", "--help", "-h",
+}  # fmt: skip
 
 
 def sections() -> dict[str, str]:

@@ -4,8 +4,11 @@
 >>> mem = Memory.open("engram.db")
 >>> mem.add([{"role": "user", "content": "I moved to Lisbon in May."}], user_id="u1")
 >>> mem.search("where does the user live?", user_id="u1")
+
+``Client("http://127.0.0.1:8765")`` has the same methods, served by ``engram serve``.
 """
 
+from engram.client import Client
 from engram.embed import (
     DiskCachedEmbedder,
     Embedder,
@@ -53,6 +56,7 @@ __all__ = [
     "SEMANTIC",
     "AccessError",
     "AuthenticationError",
+    "Client",
     "ConfigurationError",
     "ConflictError",
     "DataError",

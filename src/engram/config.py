@@ -8,6 +8,9 @@ variable                    default             meaning
 ``ENGRAM_OPENAI_BASE_URL``  OpenAI's API        base URL of an OpenAI-compatible server
 ``ENGRAM_OPENAI_API_KEY``   none                its API key
 ``ENGRAM_EMBED_CACHE``      none                a SQLite file that keeps computed vectors
+``ENGRAM_SERVER``           none                an Engram server's URL: the command line uses it
+                                                (an :class:`~engram.Client`) instead of a file
+``ENGRAM_API_KEY``          none                the API key sent to that server
 ==========================  ==================  =============================================
 
 The library itself never reads the environment: ``Memory`` takes its store and embedder as
@@ -39,13 +42,16 @@ EMBEDDER_SPECS = (
 
 @dataclass(frozen=True)
 class Settings:
-    """Where the memory lives and how it embeds text."""
+    """Where the memory lives and how it embeds text: a local file (``db``, ``embedder``), or an
+    Engram server (``server``, ``api_key``)."""
 
     db: str = "engram.db"
     embedder: str = "bundled"
     openai_base_url: str | None = None
     openai_api_key: str | None = field(default=None, repr=False)
     embed_cache: str | None = None
+    server: str | None = None
+    api_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -62,6 +68,8 @@ class Settings:
             openai_base_url=get("ENGRAM_OPENAI_BASE_URL"),
             openai_api_key=get("ENGRAM_OPENAI_API_KEY"),
             embed_cache=get("ENGRAM_EMBED_CACHE"),
+            server=get("ENGRAM_SERVER"),
+            api_key=get("ENGRAM_API_KEY"),
         )
 
     def with_(self, **changes: Any) -> Settings:

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TypeGuard
 
+from engram.checks import (
+    MAX_LIMIT,
+    check_after,
+    check_kinds,
+    check_limit,
+    check_offset,
+    check_query,
+    check_record_id,
+    int_in,
+)
 from engram.embed.base import CachedQueryEmbedder, Embedder, Vectors, embed_texts
 from engram.errors import InvalidInputError, NotFoundError
 from engram.read.config import SearchConfig, resolve_config
@@ -25,8 +33,6 @@ from engram.types import (
     Scope,
     SessionHit,
     StoreStats,
-    id_problem,
-    short_repr,
 )  # fmt: skip
 from engram.write.ingest import DEFAULT_SESSION
 from engram.write.messages import MAX_CONTENT_CHARS, parse_datetime, parse_messages
@@ -34,61 +40,7 @@ from engram.write.pipeline import SpanVectors, WritePipeline
 
 __all__ = ["Memory"]
 
-MAX_LIMIT = 1000
-MAX_OFFSET = 10**9  # far below SQLite's 64-bit integers
 DEFAULT_WINDOW = 3  # turns per window key; see docs/benchmarks.md for the ablation
-
-
-def _int_in(value: object, low: int, high: int | None = None) -> TypeGuard[int]:
-    """Whether ``value`` is an int (bools are not) from ``low`` to ``high``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        return False
-    return value >= low and (high is None or value <= high)
-
-
-def _limit(value: object, name: str = "limit") -> int:
-    if not _int_in(value, 1, MAX_LIMIT):
-        raise InvalidInputError(f"{name} must be an integer between 1 and {MAX_LIMIT}")
-    return value
-
-
-def _offset(value: object) -> int:
-    if not _int_in(value, 0, MAX_OFFSET):
-        raise InvalidInputError(f"offset must be an integer between 0 and {MAX_OFFSET:,}")
-    return value
-
-
-def _query(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInputError("query must be a non-empty string")
-    if len(value) > MAX_CONTENT_CHARS:
-        raise InvalidInputError(f"query is longer than {MAX_CONTENT_CHARS:,} characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidInputError(f"query is not valid Unicode text ({exc.reason})") from None
-    return value
-
-
-def _record_id(value: object) -> str:
-    """A well-formed record id (whether it exists is the store's answer: NotFoundError)."""
-    problem = id_problem(value)
-    if problem is not None:
-        raise InvalidInputError(f"record id {problem}")
-    return value  # type: ignore[return-value]  # id_problem checked it is a str
-
-
-def _kinds(value: object) -> tuple[RecordKind, ...]:
-    """Kind names or :class:`RecordKind` members; a single name (``"turn"``) means that kind."""
-    if isinstance(value, str):
-        value = (value,)
-    if not isinstance(value, Sequence | AbstractSet) or isinstance(value, bytes | bytearray):
-        raise InvalidInputError(f"kinds must be a list of record kinds, got {short_repr(value)}")
-    known = {k.value: k for k in RecordKind}
-    for kind in value:
-        if not isinstance(kind, str) or kind not in known:
-            raise InvalidInputError(f"unknown record kind {short_repr(kind)}; known: {[*known]}")
-    return tuple(known[k] for k in value)
 
 
 class Memory:
@@ -117,7 +69,7 @@ class Memory:
             raise InvalidInputError("window_size must be a non-negative integer (0: no windows)")
         if not isinstance(sentence_keys, bool):
             raise InvalidInputError("sentence_keys must be True or False")
-        if not _int_in(max_content_chars, 1):
+        if not int_in(max_content_chars, 1):
             raise InvalidInputError("max_content_chars must be a positive integer")
         if span_vectors not in ("mean", "embed"):
             raise InvalidInputError("span_vectors must be 'mean' or 'embed'")
@@ -189,7 +141,7 @@ class Memory:
         """Replace a record's text; the round and window keys built from it are rebuilt and its
         sentence keys replaced, all in one transaction. The old text stays in the history."""
         Scope(user_id)
-        _record_id(record_id)
+        check_record_id(record_id)
         clean = parse_messages([{"role": "user", "content": text}], limit=self._max_chars)[0]
         return self._writer.update(user_id, record_id, clean.content, now=datetime.now(UTC))
 
@@ -197,7 +149,7 @@ class Memory:
         """Hard-delete one record and the round, window and sentence keys built from it; returns
         the deleted ids."""
         Scope(user_id)
-        return self.store.delete(user_id, _record_id(record_id))
+        return self.store.delete(user_id, check_record_id(record_id))
 
     def forget(self, *, user_id: str, session_id: str | None = None) -> int:
         """Hard-delete everything of a user (or of one session), with index rows and history."""
@@ -208,7 +160,7 @@ class Memory:
 
     def get(self, record_id: str, *, user_id: str) -> MemoryRecord:
         Scope(user_id)
-        found = self.store.get_many(user_id, [_record_id(record_id)])
+        found = self.store.get_many(user_id, [check_record_id(record_id)])
         if not found:
             raise NotFoundError(f"no record {record_id!r} for this user")
         return found[0]
@@ -227,14 +179,13 @@ class Memory:
         """Records in scope, in conversation order (turns only unless ``kinds`` says otherwise).
         Page with ``after=page[-1]``: the records after that one, stable while others are added
         or deleted (``offset`` counts from there)."""
-        where = RecordFilter(user_id, agent_id, session_id, _kinds(kinds))
-        if after is not None and not isinstance(after, MemoryRecord):
-            raise InvalidInputError(f"after must be a MemoryRecord, got {short_repr(after)}")
-        return self.store.list(where, limit=_limit(limit), offset=_offset(offset), after=after)
+        where = RecordFilter(user_id, agent_id, session_id, check_kinds(kinds))
+        limit, offset, after = check_limit(limit), check_offset(offset), check_after(after)
+        return self.store.list(where, limit=limit, offset=offset, after=after)
 
     def history(self, record_id: str, *, user_id: str) -> builtins.list[HistoryEvent]:
         Scope(user_id)
-        return self.store.history(user_id, _record_id(record_id))
+        return self.store.history(user_id, check_record_id(record_id))
 
     def search(
         self,
@@ -251,8 +202,8 @@ class Memory:
         scope = RecordFilter(user_id, agent_id, session_id)
         now = parse_datetime(question_date, "question_date") or datetime.now(UTC)
         return run_search(
-            self.store, self._embed_query, _query(query), scope,
-            limit=_limit(limit), config=resolve_config(config), now=now,
+            self.store, self._embed_query, check_query(query), scope,
+            limit=check_limit(limit), config=resolve_config(config), now=now,
         )  # fmt: skip
 
     def search_sessions(
@@ -266,14 +217,14 @@ class Memory:
         config: SearchConfig | str | None = None,
     ) -> builtins.list[SessionHit]:
         """Sessions ranked by their best turns (see ``SearchConfig.session_aggregation``)."""
-        _limit(limit)
+        check_limit(limit)
         cfg = resolve_config(config)
         hits = self.search(
             query, user_id=user_id, limit=MAX_LIMIT, agent_id=agent_id,
             question_date=question_date, config=cfg,
         )  # fmt: skip
         sessions = aggregate_sessions(hits, method=cfg.session_aggregation, top=cfg.session_top)
-        return sessions[: _limit(limit)]
+        return sessions[: check_limit(limit)]
 
     def stats(self, *, user_id: str | None = None) -> StoreStats:
         if user_id is not None:

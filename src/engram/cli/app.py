@@ -2,8 +2,12 @@
 opened :class:`~engram.Memory`), the common options and option types.
 
 A command module registers its commands on the ``engram`` group with ``register(group)`` and
-uses :data:`pass_app` and :func:`common_options`, so ``--db``, ``--embedder``, ``--embed-cache``
-and ``--pretty`` work before or after the command name.
+uses :data:`pass_app` and :func:`common_options`, so ``--db``, ``--embedder``, ``--embed-cache``,
+``--server``, ``--api-key`` and ``--pretty`` work before or after the command name.
+
+With ``--server URL`` (or ``ENGRAM_SERVER``) :meth:`App.memory` is an :class:`~engram.Client` of
+that server instead of a local file, so every record, search and write command works against it
+unchanged. Commands that only work on local files call :meth:`App.local_only`.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from typing import Any, TypeVar
 
 import click
 
-from engram import Memory
+from engram import Client, Memory
 from engram.config import Settings, make_embedder
 from engram.types import short_repr
 
 __all__ = [
+    "LOCAL_OPTIONS",
+    "SERVER_OPTIONS",
     "App",
     "agent_option",
     "common_options",
@@ -33,6 +39,13 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+LOCAL_OPTIONS = ("db", "embedder", "embed_cache")  # the settings of a local memory
+SERVER_OPTIONS = ("server", "api_key")  # the settings of a memory on a server
+
+
+def _flags(names: tuple[str, ...]) -> str:
+    return " and ".join(f"--{name.replace('_', '-')}" for name in names)
+
 
 @dataclass
 class App:
@@ -42,20 +55,50 @@ class App:
     settings: Settings = field(default_factory=Settings.from_env)
     pretty: bool = False
     explicit: dict[str, Any] = field(default_factory=dict)  # the global options given as flags
-    _memory: Memory | None = None
+    _memory: Memory | Client | None = None
 
-    def memory(self, *, create: bool = False) -> Memory:
-        """The memory at ``settings.db``; a missing file is an error unless ``create``."""
+    def memory(self, *, create: bool = False) -> Memory | Client:
+        """A :class:`~engram.Client` of the server, if there is one (:meth:`server`); else the
+        memory at ``settings.db``, where a missing file is an error unless ``create``."""
         if self._memory is None:
-            db = self.settings.db
-            if not create and db != ":memory:" and not _exists(db):
-                raise click.ClickException(
-                    f"no database at {db!r} (pass --db or set ENGRAM_DB; "
-                    "'engram add' and 'engram import' create one)"
-                )
-            embedder = make_embedder(self.settings.embedder, self.settings)
-            self._memory = Memory.open(db, embedder=embedder)
+            server = self.server()
+            self._memory = self._open(create) if server is None else self._client(server)
         return self._memory
+
+    def server(self) -> str | None:
+        """The server URL: ``--server``; else ``ENGRAM_SERVER``, unless a local option (--db,
+        --embedder, --embed-cache) is given, which wins over the variable as any option does."""
+        local = tuple(name for name in LOCAL_OPTIONS if name in self.explicit)
+        if "server" in self.explicit and local:
+            raise click.UsageError(
+                f"--server cannot be combined with {_flags(local)}: the server has its own "
+                "database and embedder"
+            )
+        return None if local else self.settings.server
+
+    def local_only(self, command: str) -> None:
+        """Refuse --server and --api-key for a command that works on local files only (it
+        ignores ENGRAM_SERVER and ENGRAM_API_KEY)."""
+        given = tuple(name for name in SERVER_OPTIONS if name in self.explicit)
+        if given:
+            raise click.UsageError(
+                f"'engram {command}' works on local files: {_flags(given)} cannot be used with it"
+            )
+
+    def _client(self, server: str) -> Client:
+        return Client(server, api_key=self.settings.api_key)
+
+    def _open(self, create: bool) -> Memory:
+        if "api_key" in self.explicit:
+            raise click.UsageError("--api-key goes with --server (or ENGRAM_SERVER)")
+        db = self.settings.db
+        if not create and db != ":memory:" and not _exists(db):
+            raise click.ClickException(
+                f"no database at {db!r} (pass --db or set ENGRAM_DB; "
+                "'engram add' and 'engram import' create one)"
+            )
+        embedder = make_embedder(self.settings.embedder, self.settings)
+        return Memory.open(db, embedder=embedder)
 
     def close(self) -> None:
         if self._memory is not None:
@@ -93,8 +136,8 @@ def _set_setting(ctx: click.Context, param: click.Parameter, value: Any) -> None
 
 
 def common_options(func: F) -> F:
-    """``--db``, ``--embedder``, ``--embed-cache`` and ``--pretty``, accepted by the group and by
-    every command."""
+    """``--db``, ``--embedder``, ``--embed-cache``, ``--server``, ``--api-key`` and ``--pretty``,
+    accepted by the group and by every command."""
     options = [
         click.option(
             "--db", metavar="PATH", expose_value=False, callback=_set_setting,
@@ -109,6 +152,16 @@ def common_options(func: F) -> F:
             "--embed-cache", metavar="PATH", expose_value=False, callback=_set_setting,
             help="Keep computed vectors in this SQLite file and reuse them "
             "(env ENGRAM_EMBED_CACHE; default: none).",
+        ),
+        click.option(
+            "--server", metavar="URL", expose_value=False, callback=_set_setting,
+            help="Use the Engram server at URL (engram serve) instead of a local file "
+            "(env ENGRAM_SERVER).",
+        ),
+        click.option(
+            "--api-key", metavar="KEY", expose_value=False, callback=_set_setting,
+            help="The API key for --server (env ENGRAM_API_KEY, which keeps it out of the "
+            "process list).",
         ),
         click.option(
             "--pretty", is_flag=True, expose_value=False, callback=_set_setting,

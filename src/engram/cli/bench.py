@@ -105,6 +105,7 @@ def _run(
     from engram.bench.summary import render_markdown
     from engram.config import make_embedder
 
+    app.local_only(f"bench {benchmark}")  # it builds its own in-process memories
     run = run_locomo if benchmark == "locomo" else run_longmemeval
     options: dict[str, Any] = {
         "preset": list(dict.fromkeys(presets)) or list(PRESETS),

@@ -44,6 +44,7 @@ def mcp_command(
     (else ~/.local/share/engram/engram.db), whatever the working directory."""
     from engram.server.mcp import load_mcp_settings, run_mcp
 
+    app.local_only("mcp")
     transport = None if http is None else ("http" if http else "stdio")
     settings = load_mcp_settings(
         config, **app.explicit, mcp_user=mcp_user, mcp_allow_any_user=allow_any_user,

@@ -13,9 +13,12 @@ from engram.cli.output import iso, table
 __all__ = ["register"]
 
 
-def _server_settings(app: App, config: str | None, **flags: Any) -> Any:
+def _server_settings(app: App, command: str, config: str | None, **flags: Any) -> Any:
+    """The server's settings (the global options of the command line among them); a server
+    and its key file are local: --server and --api-key are refused."""
     from engram.server import ServerSettings
 
+    app.local_only(command)
     return ServerSettings.load(config, **app.explicit, **flags)
 
 
@@ -40,7 +43,7 @@ def serve_command(
     create'. A TERM or INT signal finishes the requests in flight, then stops."""
     from engram.server import serve
 
-    serve(_server_settings(app, config, host=host, port=port, keys=keys))
+    serve(_server_settings(app, "serve", config, host=host, port=port, keys=keys))
 
 
 @click.group("keys")
@@ -52,7 +55,7 @@ def _key_store(app: App, keys: str | None, config: str | None) -> Any:
     from engram import ConfigurationError
     from engram.server import KeyStore
 
-    settings = _server_settings(app, config, keys=keys)
+    settings = _server_settings(app, "keys", config, keys=keys)
     if settings.keys_path is None:
         raise ConfigurationError("an in-memory database has no key file: pass --keys PATH")
     return KeyStore(settings.keys_path)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from engram import EngramError, Scope
+from engram import Client, EngramError, Memory, Scope
 from engram.cli.app import (
     App,
     agent_option,
@@ -92,11 +92,16 @@ def add_command(
     app.emit([record_json(r) for r in records], lambda: records_table(records))
 
 
-def _add_conversation(app: App, conversation: Conversation) -> int:
+def _add_conversation(app: App, conversation: Conversation, before: dict[str, int]) -> int:
+    """Add one conversation; ``before`` gets the turn count of a user seen for the first time."""
+    user_id = conversation.user_id
     try:
-        records = app.memory(create=True).add(
+        memory = app.memory(create=True)
+        if user_id not in before:
+            before[user_id] = _turns(memory, user_id)
+        records = memory.add(
             conversation.messages,  # type: ignore[arg-type]  # Memory.add checks it
-            user_id=conversation.user_id,
+            user_id=user_id,
             session_id=conversation.session_id,
             session_date=conversation.session_date,
             agent_id=conversation.agent_id,
@@ -106,16 +111,17 @@ def _add_conversation(app: App, conversation: Conversation) -> int:
     return len(records)
 
 
+def _turns(memory: Memory | Client, user_id: str) -> int:
+    """A user's turns (counted per user: a server's API key may not count the whole store)."""
+    return memory.stats(user_id=user_id).records.get("turn", 0)
+
+
 def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 class _Interrupted(click.ClickException):
     exit_code = 130
-
-
-def _turns(app: App) -> int:
-    return app.memory(create=True).stats().records.get("turn", 0)
 
 
 @click.command("import")
@@ -136,7 +142,7 @@ def import_command(app: App, paths: tuple[str, ...], user_id: str | None, quiet:
 
     sources = [ConversationFile.read(path, user_id=user_id) for path in paths]
     show = not quiet and sys.stderr.isatty()
-    before = _turns(app)
+    before: dict[str, int] = {}  # each user's turns before the import
     done = {"files": 0, "conversations": 0, "messages": 0}
     try:
         for source in sources:
@@ -145,7 +151,7 @@ def import_command(app: App, paths: tuple[str, ...], user_id: str | None, quiet:
                 disable=not show, leave=False,
             ) as bar:  # fmt: skip
                 for conversation in source:
-                    done["messages"] += _add_conversation(app, conversation)
+                    done["messages"] += _add_conversation(app, conversation, before)
                     done["conversations"] += 1
                     bar.update(1)
             done["files"] += 1
@@ -154,7 +160,9 @@ def import_command(app: App, paths: tuple[str, ...], user_id: str | None, quiet:
         if isinstance(exc, KeyboardInterrupt):
             raise _Interrupted(f"interrupted; {so_far} already imported and kept") from None
         raise click.ClickException(f"{exc} (import stopped; {so_far} before it were kept)") from exc
-    summary = {**done, "turns_added": _turns(app) - before}
+    memory = app.memory(create=True)
+    added = sum(_turns(memory, user) - turns for user, turns in before.items())
+    summary = {**done, "turns_added": added}
     app.emit(summary, lambda: mapping_table(summary))
 
 

@@ -126,8 +126,15 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> SafeJSONResponse:
         kind = _HTTP_TYPES.get(exc.status_code, "HTTPError")
+        message = str(exc.detail)
+        if exc.status_code in (404, 405) and exc.detail in ("Not Found", "Method Not Allowed"):
+            # the route, not a record: a wrong base URL must not read as "no such record"
+            kind = "NoSuchRoute" if exc.status_code == 404 else kind
+            message = f"no route {request.method} {request.url.path}"
+            if exc.status_code == 405:
+                message = f"{request.url.path} does not take {request.method}"
         headers = dict(exc.headers) if exc.headers else None
-        return error_response(exc.status_code, kind, str(exc.detail), headers=headers)
+        return error_response(exc.status_code, kind, message, headers=headers)
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> SafeJSONResponse:

@@ -9,7 +9,8 @@ ScopeError                 422
 MalformedRequest           400     the body is not JSON
 AuthenticationError        401     no key where one is needed; an unknown or revoked key
 PermissionDeniedError      403     the key may not act for this user, or may only read
-NotFoundError              404     no such record for this user (or no such route)
+NotFoundError              404     no such record for this user
+NoSuchRoute                404     no such route (a wrong base URL or proxy prefix)
 MethodNotAllowed           405
 ConflictError              409     a concurrent write kept winning; retrying is safe
 PayloadTooLarge            413     the body exceeds ``max_body_bytes``
