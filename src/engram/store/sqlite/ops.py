@@ -30,10 +30,12 @@ __all__ = [
     "delete_rows",
     "derived",
     "forget_user",
+    "generation",
     "get_record",
     "insert_records",
     "store_stats",
     "stored_ids",
+    "update_texts",
     "write_history",
 ]
 
@@ -51,6 +53,12 @@ def bump(conn: sqlite3.Connection, user_id: str) -> tuple[int, int]:
         (user_id, gen),
     )
     return (0 if row is None else int(row[0])), int(gen)
+
+
+def generation(conn: sqlite3.Connection, user_id: str) -> int:
+    """The user's generation (0: never written, or forgotten)."""
+    row = conn.execute("SELECT gen FROM generations WHERE user_id = ?", (user_id,)).fetchone()
+    return 0 if row is None else int(row[0])
 
 
 Event = tuple[MemoryRecord, str, str | None, str | None]  # record, event, old text, new text
@@ -106,6 +114,29 @@ def insert_records(
     )
     write_history(conn, [(r, "ADD", None, r.text) for r, _ in new])
     return new
+
+
+def update_texts(
+    conn: sqlite3.Connection, user_id: str, texts: Sequence[tuple[str, str]], vectors: Vectors
+) -> tuple[list[MemoryRecord], list[tuple[int, str]]]:
+    """Give the user's records (id, text) their new texts and vectors, reindexed and with an
+    UPDATE event each; the updated records and their (rowid, id)."""
+    updated, changed = [], []
+    for (record_id, text), vector in zip(texts, vectors, strict=True):
+        old = get_record(conn, user_id, record_id)
+        conn.execute("UPDATE records SET text = ? WHERE id = ?", (text, record_id))
+        new = get_record(conn, user_id, record_id)
+        (rowid,) = conn.execute("SELECT rowid FROM records WHERE id = ?", (record_id,)).fetchone()
+        conn.execute(
+            "UPDATE vectors SET vector = ? WHERE rowid = ?",
+            (vector.astype(np.float32).tobytes(), rowid),
+        )
+        lexical.unindex_docs(conn, [rowid])
+        lexical.index_docs(conn, [(rowid, new)])
+        write_history(conn, [(new, "UPDATE", old.text, text)])
+        updated.append(new)
+        changed.append((int(rowid), record_id))
+    return updated, changed
 
 
 def get_record(conn: sqlite3.Connection, user_id: str, record_id: str) -> MemoryRecord:
