@@ -19,8 +19,9 @@ from engram.store.sqlite.rows import (
     record_from_row,
     record_params,
     to_iso,
+    where_sql,
 )
-from engram.types import MemoryRecord, StoreStats
+from engram.types import MemoryRecord, RecordFilter, StoreStats
 
 __all__ = [
     "bump",
@@ -29,6 +30,7 @@ __all__ = [
     "check_tail",
     "delete_rows",
     "derived",
+    "forget_session",
     "forget_user",
     "generation",
     "get_record",
@@ -190,6 +192,18 @@ def forget_user(conn: sqlite3.Connection, user_id: str) -> int:
     for table in ("history", "generations"):
         conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))
     return int(count)
+
+
+def forget_session(
+    conn: sqlite3.Connection, user_id: str, session_id: str
+) -> tuple[list[str], list[int]]:
+    """Hard-delete the records of one session of the user (as :func:`delete_rows`) and the
+    session's history rows; return the ids and rowids deleted."""
+    where, params = where_sql(RecordFilter(user_id, session_id=session_id))
+    ids = [str(r[0]) for r in conn.execute(f"SELECT id FROM records WHERE {where}", params)]
+    rowids = delete_rows(conn, user_id, ids)
+    conn.execute("DELETE FROM history WHERE user_id = ? AND session_id = ?", (user_id, session_id))
+    return ids, rowids
 
 
 def derived(conn: sqlite3.Connection, user_id: str, record_id: str) -> list[MemoryRecord]:

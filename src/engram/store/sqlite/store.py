@@ -37,6 +37,7 @@ from engram.store.sqlite.ops import (
     check_tail,
     delete_rows,
     derived,
+    forget_session,
     forget_user,
     generation,
     get_record,
@@ -266,18 +267,10 @@ class SqliteStore:
                     count = forget_user(conn, user_id)
                 self._matrices.drop(user_id)
             else:
-                where, params = where_sql(RecordFilter(user_id, session_id=session_id))
                 with self._tx() as conn:
-                    ids = [
-                        r[0] for r in conn.execute(f"SELECT id FROM records WHERE {where}", params)
-                    ]
-                    rowids = delete_rows(conn, user_id, ids)
-                    count = len(ids)
-                    conn.execute(
-                        "DELETE FROM history WHERE user_id = ? AND session_id = ?",
-                        (user_id, session_id),
-                    )
+                    ids, rowids = forget_session(conn, user_id, session_id)
                     step = bump(conn, user_id)
+                count = len(ids)
                 self._matrices.advance(user_id, step, lambda m: m.remove(rowids, ids))
             self._speakers.drop(user_id)
         self._scrub()
