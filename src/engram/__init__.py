@@ -7,6 +7,7 @@
 """
 
 from engram.embed import (
+    BatchingEmbedder,
     DiskCachedEmbedder,
     Embedder,
     HashEmbedder,
@@ -48,6 +49,7 @@ __all__ = [
     "LEXICAL",
     "PRESETS",
     "SEMANTIC",
+    "BatchingEmbedder",
     "ConfigurationError",
     "ConflictError",
     "DataError",
