@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import sys
 import threading
 import time
 from collections import Counter
@@ -15,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import snowballstemmer
 
 from engram import HashEmbedder, Memory, NotFoundError, RecordFilter, RecordKind, SqliteStore
 from engram.embed import embed_texts
+from engram.store import lexical
 from engram.store.sqlite import store as store_module
 from engram.store.sqlite.ops import generation
 from engram.store.sqlite.scoring import _blas, one_blas_thread
@@ -411,3 +414,32 @@ def test_threads_searching_an_in_memory_or_read_only_store(tmp_path: Path, where
         found = list(pool.map(lambda job: every_search(mem, *job), QUERIES * 2))
     assert found == [serial[job] for job in QUERIES * 2]
     mem.close()
+
+
+def stem_all(start: threading.Barrier, words: list[str]) -> dict[str, str]:
+    start.wait(5)
+    return {w: lexical.stem(w) for w in words}
+
+
+def test_threads_stemming_at_once_get_the_stems_of_one_thread() -> None:
+    """The snowball stemmer keeps the word it works on in itself; shared by threads without a
+    lock, it gave wrong stems (then cached for good) and IndexErrors."""
+    words = [
+        stem + suffix
+        for stem in ("connect", "generaliz", "happi", "nation", "relat", "condition", "agre")
+        for suffix in ("", "s", "ing", "ed", "ation", "ational", "ness", "fulness", "ously")
+    ]
+    want = {w: snowballstemmer.stemmer("porter").stemWord(w) for w in words}
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch between any two steps of a stemming
+    try:
+        for _ in range(5):
+            lexical.stem.cache_clear()
+            start = threading.Barrier(6)
+            with ThreadPoolExecutor(6) as pool:
+                jobs = [pool.submit(stem_all, start, words[i::6] + words) for i in range(6)]
+                for job in jobs:
+                    assert job.result() == want
+    finally:
+        sys.setswitchinterval(before)
+        lexical.stem.cache_clear()
