@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -229,6 +230,30 @@ def test_the_query_cache_shared_by_threads() -> None:
             want = embed_texts(inner, [f"q{(3 * j + i) % 6}"])[0]
             np.testing.assert_allclose(vec, want, atol=1e-6)
     assert len(cache._cache) == 4
+
+
+def test_threads_asking_for_the_model_at_once_load_it_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first use of the local embedder loads the model: from threads at once, it loaded
+    it once per thread, and a thread could find the model set but not yet its dimension."""
+    loads: list[str] = []
+
+    class SlowModel:
+        def __init__(self, path: str, **options: object) -> None:
+            loads.append(path)
+            time.sleep(0.05)
+
+        def get_embedding_dimension(self) -> int:
+            return 384
+
+    fake = types.ModuleType("sentence_transformers")
+    fake.SentenceTransformer = SlowModel  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "sentence_transformers", fake)
+    monkeypatch.setitem(sys.modules, "transformers", types.ModuleType("transformers"))
+    embedder = SentenceTransformerEmbedder()
+    assert at_once(8, lambda i: embedder.dim) == [384] * 8
+    assert len(loads) == 1
 
 
 @pytest.mark.slow
