@@ -78,7 +78,7 @@ class EmbeddedDriver:
 
         embedder: Any = SentenceTransformerEmbedder()
         if batch_max > 1:
-            from engram import BatchingEmbedder  # type: ignore[attr-defined]
+            from engram import BatchingEmbedder
 
             embedder = BatchingEmbedder(embedder, max_batch=batch_max)
         self.embedder = embedder

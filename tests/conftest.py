@@ -56,11 +56,11 @@ def mem(tmp_path: Path) -> Iterator[Memory]:
 
 @pytest.fixture(scope="session")
 def server_env() -> dict[str, str]:
-    """The environment of the ``engram serve`` children of the client tests. The one place that
-    turns the server's batching embedder off (ENGRAM_BATCH_MAX=1) until it lands."""
+    """The environment of the ``engram serve`` children of the client tests (the default
+    settings: micro-batching on)."""
     from servers import engram_env
 
-    return engram_env(ENGRAM_BATCH_MAX="1")
+    return engram_env()
 
 
 @pytest.fixture(scope="session")

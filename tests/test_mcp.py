@@ -34,9 +34,8 @@ BASE_TOOLS = {"remember", "search_memory", "list_memories", "get_memory", "delet
 
 
 def mcp_env(home: Path, **extra: str) -> dict[str, str]:
-    """A child's environment: its home (so its default database) under the test's folder.
-    ENGRAM_BATCH_MAX=1 until the BatchingEmbedder lands (open_memory imports it above 1)."""
-    env = engram_env(ENGRAM_BATCH_MAX="1", HOME=str(home), **extra)
+    """A child's environment: its home (so its default database) under the test's folder."""
+    env = engram_env(HOME=str(home), **extra)
     if "XDG_DATA_HOME" not in extra:
         env.pop("XDG_DATA_HOME", None)
     return env

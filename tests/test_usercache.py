@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from engram.store.sqlite.usercache import UserCache
 
 
@@ -37,3 +39,71 @@ def test_advance_carries_only_from_the_previous_generation() -> None:
     cache.drop("b")
     cache.clear()
     assert len(cache) == 0
+
+
+def test_a_write_reported_while_a_value_is_built_is_carried_over_to_it() -> None:
+    cache: UserCache[tuple[int, ...]] = UserCache(4)
+
+    def build_while_writing() -> tuple[int, ...]:
+        cache.advance("a", (1, 3), lambda v: (*v, 30))  # another user wrote in between: 3
+        cache.advance("a", (0, 1), lambda v: (*v, 99))  # in the snapshot already: skipped
+        cache.advance("a", (3, 4), lambda v: (*v, 40))
+        return (10,)
+
+    assert cache.get("a", 1, build_while_writing) == (10, 30, 40)
+    assert cache.get("a", 4, lambda: (0,)) == (10, 30, 40)  # kept at the last generation
+
+
+def test_a_write_of_another_process_breaks_the_carry_over() -> None:
+    cache: UserCache[tuple[int, ...]] = UserCache(4)
+
+    def build() -> tuple[int, ...]:
+        cache.advance("a", (2, 3), lambda v: (*v, 30))  # someone else wrote 1 -> 2
+        return (10,)
+
+    assert cache.get("a", 1, build) == (10,)
+    assert cache.get("a", 3, lambda: (11,)) == (11,)  # what was kept was stale: rebuilt
+
+
+def test_a_drop_while_a_value_is_built_keeps_nothing() -> None:
+    cache: UserCache[str] = UserCache(4)
+
+    def build() -> str:
+        cache.drop("a")  # forgotten meanwhile
+        return "old"
+
+    assert cache.get("a", 1, build) == "old"  # (serves the call that built it)
+    assert cache.peek("a") is None
+
+
+def test_an_entry_made_meanwhile_stays() -> None:
+    cache: UserCache[str] = UserCache(4)
+    assert cache.get("a", 2, lambda: cache.get("a", 2, lambda: "theirs") and "mine") == "theirs"
+    assert cache.get("b", 1, lambda: cache.get("b", 2, lambda: "newer") and "mine") == "mine"
+    assert cache.peek("b") == "newer"
+
+
+def test_threads_getting_advancing_and_dropping_at_once() -> None:
+    cache: UserCache[tuple[int, ...]] = UserCache(3)
+    errors: list[Exception] = []
+
+    def work(seed: int) -> None:
+        try:
+            for i in range(2000):
+                user = f"u{(seed + i) % 5}"
+                if i % 7 == 0:
+                    cache.drop(user)
+                elif i % 3 == 0:
+                    cache.advance(user, (i - 1, i), lambda v: (*v, 1))
+                else:
+                    cache.get(user, i % 4, lambda: ())
+        except Exception as exc:  # the test reports every failure
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert errors == [] and len(cache) <= 3
+    assert cache._building == {}  # every build's log was removed

@@ -10,6 +10,7 @@
 
 from engram.client import Client
 from engram.embed import (
+    BatchingEmbedder,
     DiskCachedEmbedder,
     Embedder,
     HashEmbedder,
@@ -56,6 +57,7 @@ __all__ = [
     "SEMANTIC",
     "AccessError",
     "AuthenticationError",
+    "BatchingEmbedder",
     "Client",
     "ConfigurationError",
     "ConflictError",

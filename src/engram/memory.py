@@ -46,6 +46,9 @@ DEFAULT_WINDOW = 3  # turns per window key; see docs/benchmarks.md for the ablat
 class Memory:
     """Long-term memory for one store. Every call names the ``user_id`` it acts for.
 
+    Thread-safe: one Memory may serve many threads (a server's request handlers) at once; its
+    store and embedder must be (those of Engram are).
+
     Index keys: every turn; a round key for each user turn answered by an assistant turn; a
     window key for each run of ``window_size`` consecutive turns (0: none); with
     ``sentence_keys``, a key for each sentence of a turn that has several. Round and window keys
@@ -102,6 +105,8 @@ class Memory:
         return cls(store=store, embedder=embedder or SentenceTransformerEmbedder())
 
     def _embed(self, texts: Sequence[str]) -> Vectors:
+        # Threads may bind at once before _bound is set: harmless, bind_embedder checks again
+        # under the store's write lock and writes the embedder once.
         if not self._bound:
             self.store.bind_embedder(self.embedder.name, self.embedder.dim)
             self._bound = True

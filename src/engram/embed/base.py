@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -65,20 +66,27 @@ def normalise_rows(vectors: npt.NDArray[np.floating[Any]]) -> Vectors:
 
 
 class CachedQueryEmbedder:
-    """Embeds one query at a time and keeps the last ``size`` query vectors."""
+    """Embeds one query at a time and keeps the last ``size`` query vectors.
+
+    Thread-safe: a lock guards the cache, and is not held while a query is embedded (two
+    threads that embed the same new query at once both do; the second result is kept)."""
 
     def __init__(self, embedder: Embedder, size: int = 1024) -> None:
         self.embedder = embedder
         self._size = size
         self._cache: OrderedDict[str, Vectors] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __call__(self, query: str) -> Vectors:
-        cached = self._cache.get(query)
-        if cached is not None:
-            self._cache.move_to_end(query)
-            return cached
+        with self._lock:
+            cached = self._cache.get(query)
+            if cached is not None:
+                self._cache.move_to_end(query)
+                return cached
         vec: Vectors = embed_texts(self.embedder, [query])[0]
-        self._cache[query] = vec
-        if len(self._cache) > self._size:
-            self._cache.popitem(last=False)
+        with self._lock:
+            self._cache[query] = vec
+            self._cache.move_to_end(query)
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
         return vec

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from engram.errors import ConfigurationError
 __all__ = ["BUNDLED_MODEL", "SentenceTransformerEmbedder", "bundled_model_path", "length_batches"]
 
 BUNDLED_MODEL = "bundled:all-MiniLM-L6-v2"
+_LOADING = threading.Lock()  # (one for every instance: it is not pickled with them)
 
 
 def bundled_model_path() -> Path:
@@ -67,8 +69,15 @@ class SentenceTransformerEmbedder:
         return self._dim
 
     def _load(self) -> Any:
+        """The model, loaded on first use; threads that ask at once load it once."""
         if self._model is not None:
             return self._model
+        with _LOADING:
+            if self._model is None:
+                self._dim, self._model = self._load_model()  # the model last: it says "ready"
+        return self._model
+
+    def _load_model(self) -> tuple[int, Any]:
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
@@ -78,17 +87,16 @@ class SentenceTransformerEmbedder:
         _quiet_transformers()
         if self._model_name == BUNDLED_MODEL:
             path = str(bundled_model_path())
-            self._model = SentenceTransformer(path, device=self._device, local_files_only=True)
+            model = SentenceTransformer(path, device=self._device, local_files_only=True)
         else:
-            self._model = SentenceTransformer(self._model_name, device=self._device)
-        get_dim = getattr(self._model, "get_embedding_dimension", None)
+            model = SentenceTransformer(self._model_name, device=self._device)
+        get_dim = getattr(model, "get_embedding_dimension", None)
         if get_dim is None:  # sentence-transformers < 5
-            get_dim = self._model.get_sentence_embedding_dimension
+            get_dim = model.get_sentence_embedding_dimension
         dim = get_dim()
         if not isinstance(dim, int):
             raise ConfigurationError(f"model {self._model_name!r} does not report its dimension")
-        self._dim = dim
-        return self._model
+        return dim, model
 
     def embed_batch(self, texts: Sequence[str]) -> Vectors:
         """Embed in batches of similar length (see :func:`length_batches`): a batch is padded to

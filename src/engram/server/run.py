@@ -23,7 +23,7 @@ def open_memory(settings: ServerSettings) -> Memory:
     :class:`~engram.BatchingEmbedder` so that concurrent requests share model calls."""
     embedder: Embedder = make_embedder(settings.embedder, settings.core())
     if settings.batch_max > 1:
-        from engram.embed import BatchingEmbedder  # type: ignore[attr-defined]
+        from engram.embed import BatchingEmbedder
 
         embedder = BatchingEmbedder(
             embedder, max_batch=settings.batch_max, max_wait=settings.batch_wait_ms / 1000

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -46,15 +47,17 @@ _MIN_IDF = 1e-6
 _TOKEN = re.compile(r"[^\W_]+")
 _DIACRITICS = re.compile("[\u0300-\u036f]+")  # the combining marks of Latin (and Greek) letters
 _STEMMER = snowballstemmer.stemmer("porter")
+_STEMMING = threading.Lock()  # a stemmer keeps the word it works on in itself: one at a time
 
 
 @lru_cache(maxsize=200_000)
 def stem(token: str) -> str:
     """The Porter stem of a lower-cased token; tokens shorter than 3 or longer than 64
-    characters are kept as they are (as FTS5's porter tokenizer does)."""
+    characters are kept as they are (as FTS5's porter tokenizer does). Thread-safe."""
     if not 3 <= len(token) <= 64:
         return token
-    return str(_STEMMER.stemWord(token))
+    with _STEMMING:
+        return str(_STEMMER.stemWord(token))
 
 
 def _fold(text: str) -> str:

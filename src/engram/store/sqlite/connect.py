@@ -29,7 +29,15 @@ from pathlib import Path
 from engram.errors import InvalidInputError, StoreError, StoreLockedError
 from engram.store.sqlite.schema import APPLICATION_ID, MIGRATIONS, migrate, not_engrams
 
-__all__ = ["is_read_only", "open_database", "store_error", "translate_errors"]
+__all__ = [
+    "in_memory",
+    "is_read_only",
+    "open_database",
+    "open_reader",
+    "read_transaction",
+    "store_error",
+    "translate_errors",
+]
 
 _MEMORY = ("", ":memory:")
 _ENGRAM_TABLES = ("meta", "records")
@@ -86,6 +94,12 @@ def translate_errors(path: str, *, timeout: float, doing: str = "") -> Iterator[
         yield
     except sqlite3.Error as exc:
         raise store_error(path, exc, timeout=timeout, doing=doing) from exc
+
+
+def in_memory(path: str) -> bool:
+    """Whether ``path`` names a database private to its one connection (``":memory:"``, or
+    ``""``: a temporary file), which no second connection can open."""
+    return path in _MEMORY
 
 
 def is_read_only(path: str) -> bool:
@@ -172,14 +186,19 @@ def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
         pause = min(pause * 2, 0.05)
 
 
+def _configure(conn: sqlite3.Connection) -> None:
+    """The per-connection settings of every writable connection, the writer's and readers'."""
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA secure_delete = ON")  # hard delete leaves no readable bytes
+    conn.execute("PRAGMA foreign_keys = ON")
+
+
 def _open_writable(path: str, timeout: float) -> sqlite3.Connection:
     conn = _connect(path, timeout=timeout)
     try:
         if path not in _MEMORY:
             _enable_wal(conn, timeout)
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA secure_delete = ON")  # hard delete leaves no readable bytes
-        conn.execute("PRAGMA foreign_keys = ON")
+        _configure(conn)
         migrate(conn, path)
     except BaseException:
         conn.close()
@@ -235,3 +254,43 @@ def open_database(path: str, *, timeout: float, read_only: bool | None) -> tuple
                 if os.path.exists(path) else f"no database at {path} to open read-only"
             )  # fmt: skip
         return _open_read_only(path, timeout), True
+
+
+def open_reader(path: str, *, timeout: float, read_only: bool) -> sqlite3.Connection:
+    """One more connection to a file that :func:`open_database` opened (and inspected, and
+    migrated): for reads, which WAL lets run beside the writer and each other. Opened as the
+    first one was (``read_only``: ``mode=ro``, or ``immutable=1`` where it has to be), with the
+    same timeout and pragmas; a writable file's reader is ``mode=rw`` (it never creates a file
+    that was removed meanwhile) and ``query_only``. Not for an :func:`in_memory` path."""
+    if in_memory(path):
+        raise StoreError(f"{path!r} cannot be opened twice")
+    with translate_errors(path, timeout=timeout, doing="cannot open a read connection: "):
+        if read_only:
+            return _open_read_only(path, timeout)
+        conn = _connect(_uri(path, "mode=rw"), timeout=timeout, uri=True)
+        try:
+            _configure(conn)
+            conn.execute("PRAGMA query_only = ON")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+
+@contextmanager
+def read_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One read transaction (one snapshot) for every statement inside, ended on exit: an open
+    one would keep the write-ahead log from being truncated. Inside a transaction already (the
+    one connection of an in-memory store, in a write of the same thread): that one."""
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    if conn.in_transaction:
+        conn.execute("COMMIT")

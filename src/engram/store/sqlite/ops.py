@@ -19,8 +19,9 @@ from engram.store.sqlite.rows import (
     record_from_row,
     record_params,
     to_iso,
+    where_sql,
 )
-from engram.types import MemoryRecord, StoreStats
+from engram.types import MemoryRecord, RecordFilter, StoreStats
 
 __all__ = [
     "bump",
@@ -29,11 +30,14 @@ __all__ = [
     "check_tail",
     "delete_rows",
     "derived",
+    "forget_session",
     "forget_user",
+    "generation",
     "get_record",
     "insert_records",
     "store_stats",
     "stored_ids",
+    "update_texts",
     "write_history",
 ]
 
@@ -51,6 +55,12 @@ def bump(conn: sqlite3.Connection, user_id: str) -> tuple[int, int]:
         (user_id, gen),
     )
     return (0 if row is None else int(row[0])), int(gen)
+
+
+def generation(conn: sqlite3.Connection, user_id: str) -> int:
+    """The user's generation (0: never written, or forgotten)."""
+    row = conn.execute("SELECT gen FROM generations WHERE user_id = ?", (user_id,)).fetchone()
+    return 0 if row is None else int(row[0])
 
 
 Event = tuple[MemoryRecord, str, str | None, str | None]  # record, event, old text, new text
@@ -108,6 +118,29 @@ def insert_records(
     return new
 
 
+def update_texts(
+    conn: sqlite3.Connection, user_id: str, texts: Sequence[tuple[str, str]], vectors: Vectors
+) -> tuple[list[MemoryRecord], list[tuple[int, str]]]:
+    """Give the user's records (id, text) their new texts and vectors, reindexed and with an
+    UPDATE event each; the updated records and their (rowid, id)."""
+    updated, changed = [], []
+    for (record_id, text), vector in zip(texts, vectors, strict=True):
+        old = get_record(conn, user_id, record_id)
+        conn.execute("UPDATE records SET text = ? WHERE id = ?", (text, record_id))
+        new = get_record(conn, user_id, record_id)
+        (rowid,) = conn.execute("SELECT rowid FROM records WHERE id = ?", (record_id,)).fetchone()
+        conn.execute(
+            "UPDATE vectors SET vector = ? WHERE rowid = ?",
+            (vector.astype(np.float32).tobytes(), rowid),
+        )
+        lexical.unindex_docs(conn, [rowid])
+        lexical.index_docs(conn, [(rowid, new)])
+        write_history(conn, [(new, "UPDATE", old.text, text)])
+        updated.append(new)
+        changed.append((int(rowid), record_id))
+    return updated, changed
+
+
 def get_record(conn: sqlite3.Connection, user_id: str, record_id: str) -> MemoryRecord:
     row = conn.execute(
         f"SELECT {RECORD_COLUMNS} FROM records WHERE id = ? AND +user_id = ?",
@@ -159,6 +192,18 @@ def forget_user(conn: sqlite3.Connection, user_id: str) -> int:
     for table in ("history", "generations"):
         conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))
     return int(count)
+
+
+def forget_session(
+    conn: sqlite3.Connection, user_id: str, session_id: str
+) -> tuple[list[str], list[int]]:
+    """Hard-delete the records of one session of the user (as :func:`delete_rows`) and the
+    session's history rows; return the ids and rowids deleted."""
+    where, params = where_sql(RecordFilter(user_id, session_id=session_id))
+    ids = [str(r[0]) for r in conn.execute(f"SELECT id FROM records WHERE {where}", params)]
+    rowids = delete_rows(conn, user_id, ids)
+    conn.execute("DELETE FROM history WHERE user_id = ? AND session_id = ?", (user_id, session_id))
+    return ids, rowids
 
 
 def derived(conn: sqlite3.Connection, user_id: str, record_id: str) -> list[MemoryRecord]:

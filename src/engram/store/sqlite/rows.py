@@ -13,8 +13,10 @@ from typing import Any
 from engram.types import HistoryEvent, KeyRef, MemoryRecord, RecordFilter, RecordKind
 
 __all__ = [
+    "AFTER_SQL",
     "RECORD_COLUMNS",
     "REF_COLUMNS",
+    "after_params",
     "from_iso",
     "owned_rows",
     "record_from_row",
@@ -149,3 +151,20 @@ def owned_rows(
             )
         )
     return found
+
+
+# Keyset pagination in the order of list(): (session_id, seq) ascending, kind descending, rowid.
+# NULLs sort first, as '' and -1 do (ids are non-empty, seq >= 0). A record that has been deleted
+# has no rowid any more: the records that tie with it on (session, seq, kind) are then skipped
+# rather than repeated (for turns there are none; seq is unique in a session).
+AFTER_SQL = (
+    "(COALESCE(session_id, '') > ? OR (COALESCE(session_id, '') = ? AND (COALESCE(seq, -1) > ? "
+    "OR (COALESCE(seq, -1) = ? AND (kind < ? OR (kind = ? AND rowid > COALESCE("
+    "(SELECT rowid FROM records WHERE id = ? AND user_id = ?), 9223372036854775807)))))))"
+)
+
+
+def after_params(user_id: str, after: MemoryRecord) -> list[object]:
+    session, seq = after.session_id or "", -1 if after.seq is None else after.seq
+    kind = after.kind.value
+    return [session, session, seq, seq, kind, kind, after.id, user_id]

@@ -22,7 +22,14 @@ from engram.errors import (
 from engram.store.base import ScoredId, SessionTail, Sources
 from engram.store.lexical import query_stems
 from engram.store.sqlite import lexical
-from engram.store.sqlite.connect import open_database, store_error, translate_errors
+from engram.store.sqlite.connect import (
+    in_memory,
+    open_database,
+    open_reader,
+    read_transaction,
+    store_error,
+    translate_errors,
+)
 from engram.store.sqlite.ops import (
     bump,
     check_embedder,
@@ -30,15 +37,21 @@ from engram.store.sqlite.ops import (
     check_tail,
     delete_rows,
     derived,
+    forget_session,
     forget_user,
+    generation,
     get_record,
     insert_records,
     store_stats,
+    update_texts,
     write_history,
 )
+from engram.store.sqlite.readers import ReadConnections
 from engram.store.sqlite.rows import (
+    AFTER_SQL,
     RECORD_COLUMNS,
     REF_COLUMNS,
+    after_params,
     history_from_row,
     owned_rows,
     record_from_row,
@@ -59,22 +72,6 @@ from engram.types import (
 
 __all__ = ["SqliteStore"]
 
-# Keyset pagination in the order of list(): (session_id, seq) ascending, kind descending, rowid.
-# NULLs sort first, as '' and -1 do (ids are non-empty, seq >= 0). A record that has been deleted
-# has no rowid any more: the records that tie with it on (session, seq, kind) are then skipped
-# rather than repeated (for turns there are none; seq is unique in a session).
-_AFTER = (
-    "(COALESCE(session_id, '') > ? OR (COALESCE(session_id, '') = ? AND (COALESCE(seq, -1) > ? "
-    "OR (COALESCE(seq, -1) = ? AND (kind < ? OR (kind = ? AND rowid > COALESCE("
-    "(SELECT rowid FROM records WHERE id = ? AND user_id = ?), 9223372036854775807)))))))"
-)
-
-
-def _after_params(user_id: str, after: MemoryRecord) -> list[object]:
-    session, seq = after.session_id or "", -1 if after.seq is None else after.seq
-    kind = after.kind.value
-    return [session, session, seq, seq, kind, kind, after.id, user_id]
-
 
 _Row = TypeVar("_Row")
 
@@ -89,6 +86,11 @@ class SqliteStore:
     is left untouched (:mod:`~engram.store.sqlite.connect`). ``timeout``: seconds to wait for
     another process that holds the file. ``read_only``: None opens a file that is not writable
     read-only (reads work, writes raise StoreError); True or False forces the mode.
+
+    Thread-safe. Writes take the store's lock and run one at a time on one connection; reads
+    of a file take no lock and run at once, each on a read connection of its own (see
+    :mod:`~engram.store.sqlite.readers` and docs/reliability.md, "Concurrent reads").
+    ``":memory:"`` is one connection's database: its reads and writes share it, under the lock.
     """
 
     def __init__(
@@ -109,13 +111,19 @@ class SqliteStore:
         self._conn, self.read_only = open_database(
             self.path, timeout=self._timeout, read_only=read_only
         )
+        self._readers: ReadConnections | None = None  # ":memory:": the one connection
+        if not in_memory(self.path):
+            ro, limit = self.read_only, self._timeout
+            self._readers = ReadConnections(
+                lambda: open_reader(self.path, timeout=limit, read_only=ro)
+            )
         try:
-            with self._reading():
-                dim = self._meta("dim")
+            with translate_errors(self.path, timeout=self._timeout):
+                row = self._conn.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()
         except BaseException:
             self._conn.close()
             raise
-        self._dim = int(dim) if dim is not None else None
+        self._dim = int(row[0]) if row is not None else None
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -141,27 +149,25 @@ class SqliteStore:
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
-        """The connection, under the store lock; SQLite's errors become :class:`StoreError`."""
-        with self._lock, translate_errors(self.path, timeout=self._timeout):
-            yield self._conn
-
-    def _meta(self, key: str) -> str | None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def _generation(self, user_id: str) -> int:
-        row = self._conn.execute(
-            "SELECT gen FROM generations WHERE user_id = ?", (user_id,)
-        ).fetchone()
-        return 0 if row is None else int(row[0])
+        """A connection in one read transaction (one snapshot for all that is read inside),
+        ended on exit; SQLite's errors become :class:`StoreError`. A file: a read connection,
+        without the store lock, so that no read waits for a write or another read.
+        ``":memory:"``: the one connection, under the lock."""
+        with translate_errors(self.path, timeout=self._timeout):
+            if self._readers is None:
+                with self._lock, read_transaction(self._conn) as conn:
+                    yield conn
+            else:
+                with self._readers.snapshot() as conn:
+                    yield conn
 
     # -- writes ---------------------------------------------------------------------------------
 
     def bind_embedder(self, name: str, dim: int) -> None:
         """Record the embedder, or check it against the recorded one. Writes only when the
         record changes, so a read-only store accepts the embedder it was built with."""
-        with self._reading():
-            recorded = check_embedder(self._conn, self.path, name, dim)
+        with self._reading() as conn:
+            recorded = check_embedder(conn, self.path, name, dim)
         if not recorded and not self.read_only:  # a read-only store has no vectors to mix up
             with self._tx() as conn:
                 if not check_embedder(conn, self.path, name, dim):  # again, under the lock
@@ -226,27 +232,11 @@ class SqliteStore:
         self._check(add, fresh)
         if any(r.user_id != user_id for r in add):
             raise ScopeError("update can only add records of the user it acts for")
-        updated, changed = [], []
-        with self._lock:  # the cached matrix follows this write before anyone searches it
+        with self._lock:  # caches follow the writes in commit order
             with self._tx() as conn:
                 if expect is not None and texts:
                     check_sources(conn, user_id, texts[0][0], expect)
-                for (record_id, text), vector in zip(texts, vectors, strict=True):
-                    old = get_record(conn, user_id, record_id)
-                    conn.execute("UPDATE records SET text = ? WHERE id = ?", (text, record_id))
-                    new = get_record(conn, user_id, record_id)
-                    (rowid,) = conn.execute(
-                        "SELECT rowid FROM records WHERE id = ?", (record_id,)
-                    ).fetchone()
-                    conn.execute(
-                        "UPDATE vectors SET vector = ? WHERE rowid = ?",
-                        (vector.astype(np.float32).tobytes(), rowid),
-                    )
-                    lexical.unindex_docs(conn, [rowid])
-                    lexical.index_docs(conn, [(rowid, new)])
-                    write_history(conn, [(new, "UPDATE", old.text, text)])
-                    updated.append(new)
-                    changed.append((int(rowid), record_id))
+                updated, changed = update_texts(conn, user_id, texts, vectors)
                 dropped = [get_record(conn, user_id, record_id) for record_id in drop]
                 gone = delete_rows(conn, user_id, drop)
                 write_history(conn, [(r, "DELETE", None, None) for r in dropped])
@@ -261,7 +251,7 @@ class SqliteStore:
         return updated
 
     def delete(self, user_id: str, record_id: str) -> builtins.list[str]:
-        with self._lock:  # the cached matrix follows this write before anyone searches it
+        with self._lock:  # caches follow the writes in commit order
             with self._tx() as conn:
                 record = get_record(conn, user_id, record_id)
                 keys = [r for r in derived(conn, user_id, record_id) if r.kind in DERIVED_KEY_KINDS]
@@ -274,24 +264,16 @@ class SqliteStore:
         return doomed
 
     def forget(self, user_id: str, *, session_id: str | None = None) -> int:
-        with self._lock:  # the cached matrix follows this write before anyone searches it
+        with self._lock:  # caches follow the writes in commit order
             if session_id is None:  # nothing may name the user any more
                 with self._tx() as conn:
                     count = forget_user(conn, user_id)
                 self._matrices.drop(user_id)
             else:
-                where, params = where_sql(RecordFilter(user_id, session_id=session_id))
                 with self._tx() as conn:
-                    ids = [
-                        r[0] for r in conn.execute(f"SELECT id FROM records WHERE {where}", params)
-                    ]
-                    rowids = delete_rows(conn, user_id, ids)
-                    count = len(ids)
-                    conn.execute(
-                        "DELETE FROM history WHERE user_id = ? AND session_id = ?",
-                        (user_id, session_id),
-                    )
+                    ids, rowids = forget_session(conn, user_id, session_id)
                     step = bump(conn, user_id)
+                count = len(ids)
                 self._matrices.advance(user_id, step, lambda m: m.remove(rowids, ids))
             self._speakers.drop(user_id)
         self._scrub()
@@ -301,14 +283,15 @@ class SqliteStore:
         """Truncate the write-ahead log, so that the pages a delete changed (the old versions
         hold the deleted text) are gone from it too; ``secure_delete`` has zeroed them in the
         database. If a reader keeps the log busy, try again after the next write."""
-        if self.path == ":memory:" or self.read_only:
+        if in_memory(self.path) or self.read_only:
             return
-        try:
-            with self._reading():
-                busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-        except StoreError:  # the delete has committed: do not fail it, truncate later
-            busy = 1
-        self._unscrubbed = bool(busy)
+        with self._lock:  # (the writer's connection; a reader's transaction makes it wait)
+            try:
+                with translate_errors(self.path, timeout=self._timeout):
+                    busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            except StoreError:  # the delete has committed: do not fail it, truncate later
+                busy = 1
+            self._unscrubbed = bool(busy)
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -336,8 +319,8 @@ class SqliteStore:
         return np.vstack(rows) if rows else np.zeros((0, self._dim or 0), dtype=np.float32)
 
     def last_turns(self, user_id: str, session_id: str, n: int) -> builtins.list[MemoryRecord]:
-        with self._reading():
-            rows = self._conn.execute(
+        with self._reading() as conn:
+            rows = conn.execute(
                 f"SELECT {RECORD_COLUMNS} FROM records WHERE user_id = ? AND session_id = ? "
                 "AND kind = 'turn' ORDER BY seq DESC, rowid DESC LIMIT ?",
                 (user_id, session_id, n),
@@ -345,8 +328,8 @@ class SqliteStore:
         return [record_from_row(row) for row in reversed(rows)]
 
     def derived_from(self, user_id: str, record_id: str) -> builtins.list[MemoryRecord]:
-        with self._reading():
-            return derived(self._conn, user_id, record_id)
+        with self._reading() as conn:
+            return derived(conn, user_id, record_id)
 
     def list(
         self,
@@ -358,10 +341,10 @@ class SqliteStore:
     ) -> builtins.list[MemoryRecord]:
         clause, params = where_sql(where)
         if after is not None:
-            clause += f" AND {_AFTER}"
-            params = [*params, *_after_params(where.user_id, after)]
-        with self._reading():
-            rows = self._conn.execute(
+            clause += f" AND {AFTER_SQL}"
+            params = [*params, *after_params(where.user_id, after)]
+        with self._reading() as conn:
+            rows = conn.execute(
                 f"SELECT {RECORD_COLUMNS} FROM records WHERE {clause} "
                 "ORDER BY session_id, seq, kind DESC, rowid LIMIT ? OFFSET ?",
                 [*params, limit, offset],
@@ -369,8 +352,8 @@ class SqliteStore:
         return [record_from_row(row) for row in rows]
 
     def history(self, user_id: str, record_id: str) -> builtins.list[HistoryEvent]:
-        with self._reading():
-            rows = self._conn.execute(
+        with self._reading() as conn:
+            rows = conn.execute(
                 "SELECT id, record_id, user_id, event, old_text, new_text, at FROM history "
                 "WHERE user_id = ? AND record_id = ? ORDER BY id",
                 (user_id, record_id),
@@ -389,34 +372,47 @@ class SqliteStore:
             return lexical.search_ids(conn, where, stems, limit)
 
     def speakers(self, user_id: str) -> frozenset[str]:
-        with self._reading():
-            return self._speakers.get(user_id, self._generation(user_id), lambda: frozenset(
-                str(row[0]) for row in self._conn.execute(
+        with self._reading() as conn:
+            return self._speakers.get(user_id, generation(conn, user_id), lambda: frozenset(
+                str(row[0]) for row in conn.execute(
                     "SELECT DISTINCT name FROM records "
                     "WHERE user_id = ? AND kind = 'turn' AND name IS NOT NULL",
                     (user_id,),
                 )
             ))  # fmt: skip
 
-    def _load_matrix(self, user_id: str) -> UserMatrix:
-        return load_user_matrix(self._conn, user_id, self._dim or 0)
-
     def vector_search(
         self, vector: Vectors, where: RecordFilter, limit: int
     ) -> builtins.list[ScoredId]:
+        # Why the generation and the matrix are read in ONE read transaction: a cached matrix
+        # is tagged with the generation it holds, and a writer of this process appends its
+        # rows to the matrix tagged with the generation its write started from (advance).
+        # Read apart, the generation could be read before a concurrent commit and the matrix
+        # after it: the matrix would hold that commit's rows under the older tag, and the
+        # writer's advance would append them a second time. In one snapshot the two agree,
+        # because a write moves the generation on in the same transaction as its rows. Which
+        # of a racing build and a writer's advance reaches the cache first does not matter:
+        # a matrix built at generation g is carried over exactly the writes that start from
+        # g (those that committed after the snapshot; UserCache.get logs them during the
+        # build), and writers advance in commit order, under the store lock.
         user_id = where.user_id
-        # a write by another thread extends the matrix in place: not meanwhile
-        with self._reading():
+        with self._reading() as conn:
             m = self._matrices.get(
-                user_id, self._generation(user_id), lambda: self._load_matrix(user_id)
+                user_id,
+                generation(conn, user_id),
+                lambda: load_user_matrix(conn, user_id, self._dim or 0),
             )
-            return m.search(self._conn, vector, where, limit)
+            return m.search(conn, vector, where, limit)  # its lock: not during SQL
 
     def stats(self, user_id: str | None = None) -> StoreStats:
         with self._reading() as conn:
             return store_stats(conn, user_id, self._dim)
 
     def close(self) -> None:
-        with self._reading():
+        """Close every connection (a read still running closes its own when it ends)."""
+        if self._readers is not None:
+            self._readers.close()
+        with self._lock:  # (a write in progress ends first)
             self._matrices.clear()
+            self._speakers.clear()
             self._conn.close()
