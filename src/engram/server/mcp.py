@@ -41,7 +41,7 @@ from engram.server.auth import principal_for, request_key
 from engram.server.errors import engram_error_response
 from engram.server.keys import KeyStore
 from engram.server.mcp_tools import TOOLS, MemoryTools, PrincipalSource
-from engram.server.run import _bind, check_exposure, open_memory
+from engram.server.run import bind, check_exposure, open_memory, run_uvicorn
 from engram.server.settings import ServerSettings, user_data_db
 from engram.server.tenancy import OPEN, Principal
 
@@ -283,25 +283,19 @@ def run_mcp(settings: ServerSettings) -> None:
 
 
 def _run_http(settings: ServerSettings) -> None:
-    import uvicorn
-
     keys = KeyStore(settings.keys_path) if settings.keys_path else None
     check_exposure(settings.host, keys)
-    sock = _bind(settings.host, settings.mcp_port)
-    memory = open_memory(settings)
+    sock = bind(settings.host, settings.mcp_port)
     try:
+        memory = open_memory(settings)
         _warm_up(memory)
-        server = create_mcp(memory, settings, http_principal(keys, settings.host))
-        app = mcp_http_app(server, memory, settings, keys)
-        config = uvicorn.Config(
-            app, log_level="warning", lifespan="on", access_log=False,
-            timeout_graceful_shutdown=int(settings.shutdown_timeout),
-        )  # fmt: skip
-        host, port = sock.getsockname()[:2]
-        shown = f"[{host}]" if ":" in host else host
-        mode = "API keys required" if keys is not None and keys.any_active() else "no API key"
-        _say(f"serving http://{shown}:{port}{MCP_PATH} (MCP; {_where(settings)}; {mode})")
-        uvicorn.Server(config).run(sockets=[sock])
-    finally:
-        memory.close()
+    except BaseException:
         sock.close()
+        raise
+    server = create_mcp(memory, settings, http_principal(keys, settings.host))
+    app = mcp_http_app(server, memory, settings, keys)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    mode = "API keys required" if keys is not None and keys.any_active() else "no API key"
+    _say(f"serving http://{shown}:{port}{MCP_PATH} (MCP; {_where(settings)}; {mode})")
+    run_uvicorn(app, sock, settings, memory)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import sys
+from typing import Any
 
 from engram import ConfigurationError, Memory
 from engram.config import make_embedder
@@ -13,7 +15,7 @@ from engram.server.app import create_app
 from engram.server.keys import KeyStore
 from engram.server.settings import ServerSettings, is_loopback
 
-__all__ = ["check_exposure", "open_memory", "serve"]
+__all__ = ["bind", "check_exposure", "open_memory", "report_batching", "run_uvicorn", "serve"]
 
 log = logging.getLogger("engram.server")
 
@@ -43,7 +45,7 @@ def check_exposure(host: str, keys: KeyStore | None) -> None:
         )
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -56,28 +58,59 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(settings: ServerSettings) -> None:
-    """Run the REST server until SIGINT or SIGTERM; requests in flight are finished (up to
-    ``shutdown_timeout`` seconds), then the store is closed. (uvicorn then re-raises the signal,
-    so the process ends as a signalled one, after the store has closed.)"""
+def _graceful_exit(sig: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def run_uvicorn(app: Any, sock: socket.socket, settings: ServerSettings, memory: Memory) -> None:
+    """Run ``app`` on ``sock`` until SIGINT or SIGTERM; requests in flight are finished (up to
+    ``shutdown_timeout`` seconds), then the memory is closed and the process exits with 0.
+
+    uvicorn ends a signalled shutdown by raising the signal again under the handlers it found;
+    ours turns that into SystemExit, so the store is closed (its log checkpointed) before exit,
+    where the default handler would kill the process first."""
     import uvicorn
 
-    keys = KeyStore(settings.keys_path) if settings.keys_path else None
-    check_exposure(settings.host, keys)
-    sock = _bind(settings.host, settings.port)
-    memory = open_memory(settings)
+    config = uvicorn.Config(
+        app, log_level="warning", timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        lifespan="on", access_log=False,
+    )  # fmt: skip
+    previous = {sig: signal.signal(sig, _graceful_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        app = create_app(memory, settings, keys=keys, close_memory=True)
-        config = uvicorn.Config(
-            app, log_level="warning", timeout_graceful_shutdown=int(settings.shutdown_timeout),
-            lifespan="on", access_log=False,
-        )  # fmt: skip
-        host, port = sock.getsockname()[:2]
-        shown = f"[{host}]" if ":" in host else host
-        mode = "API keys required" if keys is not None and keys.any_active() else "no API key"
-        print(f"engram: serving http://{shown}:{port} ({settings.db}; {mode})", file=sys.stderr)
-        sys.stderr.flush()
         uvicorn.Server(config).run(sockets=[sock])
     finally:
-        memory.close()  # if the app never started; closing twice is harmless
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        report_batching(memory)
+        memory.close()
         sock.close()
+
+
+def report_batching(memory: Memory) -> None:
+    """One line on stderr: how many model calls the micro-batching saved."""
+    stats = getattr(memory.embedder, "stats", None)
+    if callable(stats):
+        s = stats()
+        print(
+            f"engram: model calls: {s.calls} requests ({s.texts} texts) in {s.batches} batches, "
+            f"the largest {s.largest} texts", file=sys.stderr, flush=True,
+        )  # fmt: skip
+
+
+def serve(settings: ServerSettings) -> None:
+    """Run the REST server until SIGINT or SIGTERM (see :func:`run_uvicorn`)."""
+    keys = KeyStore(settings.keys_path) if settings.keys_path else None
+    check_exposure(settings.host, keys)
+    sock = bind(settings.host, settings.port)
+    try:
+        memory = open_memory(settings)
+    except BaseException:
+        sock.close()
+        raise
+    app = create_app(memory, settings, keys=keys)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    mode = "API keys required" if keys is not None and keys.any_active() else "no API key"
+    print(f"engram: serving http://{shown}:{port} ({settings.db}; {mode})", file=sys.stderr)
+    sys.stderr.flush()
+    run_uvicorn(app, sock, settings, memory)
