@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from engram import HashEmbedder, Memory, SentenceTransformerEmbedder, SqliteStore, Store
+from servers import engram_env
 
 StoreFactory = Callable[[], Store]
 
@@ -57,3 +58,11 @@ def mem(tmp_path: Path) -> Iterator[Memory]:
 @pytest.fixture(scope="session")
 def bundled_embedder() -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder()
+
+
+@pytest.fixture(scope="session")
+def server_env() -> dict[str, str]:
+    """The environment of every ``engram`` child process of the server tests (one place for
+    it). ENGRAM_BATCH_MAX=1 until the BatchingEmbedder lands: the server imports it for any
+    batch size above 1."""
+    return engram_env(ENGRAM_BATCH_MAX="1")

@@ -118,7 +118,8 @@ class KeyStore:
             raise StoreError(f"cannot open the API key file {self.path!r}: {exc}") from exc
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            conn.executescript(_SCHEMA) if write else None
+            if write:  # execute, not executescript: that would commit the BEGIN first
+                conn.execute(_SCHEMA)
             yield conn
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
