@@ -49,6 +49,7 @@ class ServerProcess:
     url: str
     proc: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
+    pump: threading.Thread | None = None
 
     def client(self, key: str | None = None, timeout: float = 30.0) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -63,6 +64,10 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        if self.pump is not None:
+            self.pump.join(10)  # it has read stderr to its end
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
         return self.proc.returncode
 
     @property
@@ -93,13 +98,13 @@ def start_server(args: Sequence[str], env: dict[str, str] | None = None) -> Serv
     lines: list[str] = []
     found: list[str] = []
     ready = threading.Event()
-    threading.Thread(target=_pump, args=(proc, lines, found, ready), daemon=True).start()
+    pump = threading.Thread(target=_pump, args=(proc, lines, found, ready), daemon=True)
+    pump.start()
     ready.wait(START_TIMEOUT)
     if not found:
-        proc.kill()
-        proc.wait(10)
+        ServerProcess("", proc, lines, pump).stop(signal.SIGKILL)
         raise RuntimeError("server did not start:\n" + "".join(lines))
-    server = ServerProcess(found[0], proc, lines)
+    server = ServerProcess(found[0], proc, lines, pump)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         try:
