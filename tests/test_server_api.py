@@ -521,3 +521,22 @@ def test_content_of_the_maximum_size_is_accepted_and_one_more_is_refused(
                      "InvalidInputError")  # fmt: skip
     assert_error(http.post(S, json={"user_id": "big", "query": "q" * (MAX_CHARS + 1)}), 422,
                  "InvalidInputError")  # fmt: skip
+
+
+def test_a_chunked_body_over_the_limit_is_413(server: ServerProcess) -> None:
+    """Without a Content-Length the limit is counted while reading. (FastAPI turned the
+    middleware's exception into a 400 'There was an error parsing the body'.)"""
+    head = (
+        b"POST /v1/search HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    status, body = raw_request(server, head, chunked(json_of_size(MAX_BODY + 1)))
+    assert (status, body["error"]["type"]) == (413, "PayloadTooLarge"), body
+    status, body = raw_request(server, head, chunked(json_of_size(MAX_BODY)))
+    assert (status, body["error"]["type"]) == (422, "InvalidInputError"), body  # a long query
+    with httpx.Client(base_url=server.url) as http:  # and a client's streamed body
+        parts = (
+            json_of_size(MAX_BODY + 1)[i : i + (1 << 20)] for i in range(0, MAX_BODY + 1, 1 << 20)
+        )
+        response = http.post(S, content=parts, headers={"content-type": "application/json"})
+        assert_error(response, 413, "PayloadTooLarge")
