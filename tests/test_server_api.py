@@ -6,6 +6,7 @@ failure has the one error body and its documented status (src/engram/server/erro
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import socket
@@ -540,3 +541,29 @@ def test_a_chunked_body_over_the_limit_is_413(server: ServerProcess) -> None:
         )
         response = http.post(S, content=parts, headers={"content-type": "application/json"})
         assert_error(response, 413, "PayloadTooLarge")
+
+
+def cursor_of(*position: object) -> str:
+    """A cursor as the server encodes one (base64 of the JSON of its position), for forgeries."""
+    raw = json.dumps(list(position)).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "position",
+    [
+        ("s", 0, "turn", "\ud800"),  # was a 500: the store could not encode the id
+        ("\udfff", 0, "turn", "x"),
+        ("s\x00", 0, "turn", "x"),
+        ("s", 0, "turn", ""),
+        ("s", 0, "turn", "x" * 300),
+        ("s", -1, "turn", "x"),
+        ("s", True, "turn", "x"),
+        ("s", 0, "bogus", "x"),
+        ("s", 0, "turn"),
+        ("s", 0, "turn", "x", "extra"),
+    ],
+)
+def test_a_forged_cursor_is_422(http: httpx.Client, position: tuple[object, ...]) -> None:
+    response = http.get("/v1/records", params={"user_id": "u", "cursor": cursor_of(*position)})
+    assert_error(response, 422, "InvalidInputError")

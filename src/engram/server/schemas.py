@@ -24,6 +24,7 @@ from engram import (
     SessionHit,
     StoreStats,
 )
+from engram.types import id_problem
 
 __all__ = [
     "AddRequest",
@@ -297,7 +298,8 @@ def decode_cursor(cursor: str, user_id: str) -> MemoryRecord:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         session_id, seq, kind, rid = json.loads(raw)
-        if not (session_id is None or isinstance(session_id, str)) or not isinstance(rid, str):
+        # ids as the store holds them: a lone surrogate cannot even be sent to SQLite
+        if not (session_id is None or id_problem(session_id) is None) or id_problem(rid):
             raise ValueError
         if not (seq is None or (type(seq) is int and 0 <= seq < MAX_SEQ)):
             raise ValueError
