@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import math
 import socket
 import statistics
 import time
@@ -567,3 +568,48 @@ def cursor_of(*position: object) -> str:
 def test_a_forged_cursor_is_422(http: httpx.Client, position: tuple[object, ...]) -> None:
     response = http.get("/v1/records", params={"user_id": "u", "cursor": cursor_of(*position)})
     assert_error(response, 422, "InvalidInputError")
+
+
+HUGE = "1e308"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        '{"weights": {"lexical": Infinity}}',  # Python's json reads these; they were 500s
+        '{"weights": {"lexical": NaN}}',
+        '{"recency_weight": -Infinity}',
+        '{"time_tolerance_days": NaN, "time_weight": 1}',
+        f'{{"fusion": "weighted", "weights": {{"lexical": {HUGE}, "semantic": {HUGE}}}}}',
+        f'{{"recency_weight": {HUGE}, "speaker_weight": {HUGE}}}',
+        f'{{"weights": {{"semantic": -{HUGE}}}}}',
+    ],
+)
+def test_a_config_with_numbers_no_score_can_hold_is_422(http: httpx.Client, config: str) -> None:
+    """Scores must be finite to be JSON: a config that could make them infinite or NaN is
+    refused, instead of failing the response (500)."""
+    add(http, "scores", "s", "Melanie painted a lake.", "Nice lake!")
+    body = f'{{"user_id": "scores", "query": "what did Melanie paint", "config": {config}}}'
+    for path in (S, "/v1/search/sessions"):
+        response = http.post(path, content=body, headers={"content-type": "application/json"})
+        assert_error(response, 422, "InvalidInputError")
+
+
+def test_the_largest_weights_give_finite_scores(http: httpx.Client) -> None:
+    messages = [
+        {"role": "user", "content": "I painted a lake last week.", "name": "Melanie"},
+        {"role": "assistant", "content": "What colours did you use?", "name": "Bot"},
+    ]
+    http.post("/v1/messages", json={"user_id": "big-weights", "messages": messages})
+    big = 1e6
+    config = {
+        "fusion": "weighted", "weights": {"lexical": big, "semantic": big, "sentence": big},
+        "sentence": True, "recency_weight": big, "speaker_weight": big, "time_weight": big,
+        "recency_half_life_days": 1e-300, "time_tolerance_days": 1e300,
+    }  # fmt: skip
+    body = {"user_id": "big-weights", "query": "what did Melanie paint last week", "config": config}
+    for question_date in (None, "0001-01-01T00:00:00Z", "9999-12-31T00:00:00Z"):
+        found = http.post(S, json={**body, "question_date": question_date})
+        assert found.status_code == 200, found.text
+        assert found.json()["hits"]
+        assert all(math.isfinite(hit["score"]) for hit in found.json()["hits"])
