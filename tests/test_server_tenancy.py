@@ -128,7 +128,7 @@ def snapshot(http: httpx.Client) -> dict[str, Any]:
                 http.get(f"/v1/records/{r['id']}/history", params={"user_id": user}).json()
                 for r in records
             ],
-            "stats": {**http.get("/v1/stats", params={"user_id": user}).json(), "size_bytes": 0},
+            "stats": http.get("/v1/stats", params={"user_id": user}).json(),
         }
     return state
 
@@ -391,3 +391,16 @@ def test_forgetting_a_user_leaves_no_row_of_them_and_all_of_the_other_tenants(
     assert sum(1 for row in tables["records"] if row[2] == stored_a) == a_rows
     lex_users = {row[1] for row in tables["lex_users"]}
     assert stored_a in lex_users and f"{B}/bob" in lex_users
+
+
+def test_a_tenants_stats_say_nothing_of_the_others(tenants: Tenants) -> None:
+    """Counts are the user's own; the size of the file, which grows with every tenant's writes,
+    is not shown to a tenant."""
+    with tenants.client("a") as a, tenants.client("b") as b:
+        fill(b, B, ("stats-user",))
+        before = b.get("/v1/stats", params={"user_id": "stats-user"}).json()
+        assert before["size_bytes"] is None
+        assert before["records"]["turn"] == 18 and (before["users"], before["sessions"]) == (1, 3)
+        fill(a, A, ("stats-user",))
+        fill(a, A, ("stats-user-2",))
+        assert b.get("/v1/stats", params={"user_id": "stats-user"}).json() == before
