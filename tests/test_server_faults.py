@@ -4,9 +4,11 @@ requests in flight, refuses new connections (no 5xx) and exits."""
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -83,6 +85,16 @@ class Stream:
                     else:
                         self.failures.append(f"{response.status_code}: {response.text[:300]}")
                         return
+
+
+def stored_message_ids_of(db: Path) -> list[str]:
+    """Every message id of every stored turn, read from the file."""
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute("SELECT message_ids FROM records WHERE kind = 'turn'").fetchall()
+        return [m for (ids,) in rows for m in json.loads(ids)]
+    finally:
+        conn.close()
 
 
 def stored_message_ids(http: httpx.Client) -> list[str]:
@@ -210,3 +222,33 @@ def test_sigterm_finishes_the_requests_in_flight_then_refuses_new_ones(
         stored = set(stored_message_ids(http))
         assert stream.acked | {m["id"] for m in held} <= stored
     check_file(db)
+
+
+def test_an_add_answered_504_is_stored_whole_and_a_retry_stores_nothing_twice(
+    tmp_path: Path, server_env: dict[str, str]
+) -> None:
+    """The deadline answers the client; the write it cut off still commits as one transaction."""
+    env = {**server_env, "ENGRAM_REQUEST_TIMEOUT": "0.05"}
+    messages = [{"id": f"slow-m{i}", "role": ("user", "assistant")[i % 2],
+                 "content": f"Message {i}. It is about the garden. And the piano!"}
+                for i in range(1000)]  # fmt: skip
+    body = {"user_id": "slow", "session_id": "s", "messages": messages}
+    with rest_server(tmp_path / "slow.db", env=env) as server, server.client() as http:
+        late = http.post("/v1/messages", json=body)
+        assert late.status_code == 504, late.text
+        assert late.json()["error"]["type"] == "Timeout"
+        counts: dict[str, int] = {}
+        for _ in range(300):  # the add goes on after its answer: wait until it has committed
+            stats = http.get("/v1/stats", params={"user_id": "slow"})
+            if stats.status_code == 200:
+                counts = stats.json()["records"]
+                if counts.get("turn") == 1000:
+                    break
+            time.sleep(0.1)
+        assert counts.get("turn") == 1000, counts
+        retry = http.post("/v1/messages", json=body)
+        assert retry.status_code in (201, 504), retry.text
+        time.sleep(0.5)
+        assert http.get("/v1/stats", params={"user_id": "slow"}).json()["records"] == counts
+    assert set(stored_message_ids_of(tmp_path / "slow.db")) == {m["id"] for m in messages}
+    check_file(tmp_path / "slow.db")
