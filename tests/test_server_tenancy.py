@@ -409,3 +409,27 @@ def test_a_tenants_stats_say_nothing_of_the_others(tenants: Tenants) -> None:
         fill(a, A, ("stats-user",))
         fill(a, A, ("stats-user-2",))
         assert b.get("/v1/stats", params={"user_id": "stats-user"}).json() == before
+
+
+def test_revoking_the_last_key_does_not_open_the_server(
+    tmp_path: Path, server_env: dict[str, str]
+) -> None:
+    """A server that had keys keeps asking for one when they are all revoked: it was falling
+    back to the keyless mode, where any loopback client (every client, behind a reverse proxy
+    on the same machine) reads and writes every tenant's users by their stored ids."""
+    path = tmp_path / "one.keys"
+    made = keys_cli(server_env, path, "create", "--tenant", "solo")
+    with rest_server(tmp_path / "one.db", "--keys", str(path), env=server_env) as server:
+        with server.client(made["key"]) as tenant:
+            body = {"user_id": "alice", "messages": [{"role": "user", "content": "my secret"}]}
+            assert tenant.post("/v1/messages", json=body).status_code == 201
+        keys_cli(server_env, path, "revoke", made["id"])
+        with server.client(None) as anonymous:
+            for user in ("solo/alice", "alice"):
+                response = anonymous.get("/v1/records", params={"user_id": user})
+                assert response.status_code == 401, response.text
+                assert "my secret" not in response.text
+        with server.client(made["key"]) as tenant:
+            revoked = tenant.get("/v1/records", params={"user_id": "alice"})
+            assert revoked.status_code == 401
+            assert "revoked" in revoked.json()["error"]["message"]

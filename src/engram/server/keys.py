@@ -173,6 +173,11 @@ class KeyStore:
     def any_active(self) -> bool:
         return any(k.active for k in self._snapshot().values())
 
+    def any_created(self) -> bool:
+        """Whether the file holds any key, active or revoked: a server that has had keys keeps
+        asking for one, even when every key has been revoked."""
+        return bool(self._snapshot())
+
     def authenticate(self, key: str) -> Principal:
         """The principal of an active key, else AuthenticationError. The file is read again
         only when it has changed since the last call (a stat per call)."""

@@ -76,7 +76,7 @@ def serve(settings: ServerSettings) -> None:
         )  # fmt: skip
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
-        mode = "API keys required" if keys is not None and keys.any_active() else "no API key"
+        mode = "API keys required" if keys is not None and keys.any_created() else "no API key"
         print(f"engram: serving http://{shown}:{port} ({settings.db}; {mode})", file=sys.stderr)
         sys.stderr.flush()
         uvicorn.Server(config).run(sockets=[sock])
