@@ -12,6 +12,7 @@ import json
 import math
 import socket
 import statistics
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -615,3 +616,35 @@ def test_the_largest_weights_give_finite_scores(http: httpx.Client) -> None:
         assert found.status_code == 200, found.text
         assert found.json()["hits"]
         assert all(math.isfinite(hit["score"]) for hit in found.json()["hits"])
+
+
+def test_concurrent_clients_each_find_their_own_add_at_once(server: ServerProcess) -> None:
+    """Six clients add to one user (a shared session and their own) and search right after
+    each add, with every retriever: the new turn is always found."""
+    misses: list[object] = []
+
+    def client(n: int) -> None:
+        with server.client() as http:
+            for j in range(15):
+                text = f"client {n} turn {j} zx{n}q{j}marker"
+                session = "shared" if j % 2 else f"own-{n}"
+                (record,) = add(http, "crowd", session, text)
+                for config in ("hybrid", "lexical", "semantic"):
+                    found = search_ids(http, "crowd", text, limit=5, config=config)
+                    if record["id"] not in found:
+                        misses.append((n, j, config, found))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not any(t.is_alive() for t in threads)
+    assert misses == []
+    assert stats_of(server, "crowd")["records"]["turn"] == 90
+    assert "Traceback" not in server.log, server.log
+
+
+def stats_of(server: ServerProcess, user: str) -> dict:
+    with server.client() as http:
+        return stats(http, user)
