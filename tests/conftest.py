@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from engram import HashEmbedder, Memory, SentenceTransformerEmbedder, SqliteStore, Store
+from servers import engram_env
 
 StoreFactory = Callable[[], Store]
 
@@ -56,10 +57,8 @@ def mem(tmp_path: Path) -> Iterator[Memory]:
 
 @pytest.fixture(scope="session")
 def server_env() -> dict[str, str]:
-    """The environment of the ``engram serve`` children of the client tests (the default
-    settings: micro-batching on)."""
-    from servers import engram_env
-
+    """The environment of every ``engram`` child process of the server tests (one place for
+    it; the default settings, micro-batching on)."""
     return engram_env()
 
 

@@ -17,7 +17,9 @@ from engram.cli.main import main
 from servers import ServerProcess, engram_env, rest_server, run_engram
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample_conversation.jsonl"
-RECORDING_CLOCKS = {"created_at", "at"}  # when each copy recorded something: not comparable
+# when each copy recorded something, and its file size (which depends on when its log was
+# checkpointed): not comparable
+RECORDING_CLOCKS = {"created_at", "at", "size_bytes"}
 MESSAGES = [
     {"role": "user", "content": "I adopted a beagle named Rex. He is two years old.", "id": "m1"},
     {"role": "assistant", "content": "Congratulations! Beagles are lovely dogs.",

@@ -43,7 +43,7 @@ def create_app(
     close_memory: bool = False,
 ) -> FastAPI:
     """A FastAPI app serving ``memory``. ``keys`` defaults to the key file of ``settings``;
-    with no active key in it the app answers only loopback clients of a loopback server.
+    with no key ever created in it the app answers only loopback clients of a loopback server.
     ``close_memory``: close it when the app shuts down (after the requests in flight)."""
     settings = settings or ServerSettings()
     if keys is None and settings.keys_path is not None:

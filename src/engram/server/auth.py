@@ -29,8 +29,10 @@ def request_key(request: Request) -> str | None:
 def principal_for(
     key: str | None, keys: KeyStore | None, *, host: str, client: str | None
 ) -> Principal:
-    """The principal of a request with ``key`` (None: none given) to a server on ``host``."""
-    if keys is not None and keys.any_active():
+    """The principal of a request with ``key`` (None: none given) to a server on ``host``.
+    Keyless (the open principal) only while no key has ever been created: revoking the last
+    key must not open every tenant's data to loopback clients (all of them, behind a proxy)."""
+    if keys is not None and keys.any_created():
         if key is None:
             raise AuthenticationError("this server needs an API key (Authorization: Bearer ...)")
         return keys.authenticate(key)

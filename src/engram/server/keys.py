@@ -122,7 +122,7 @@ class KeyStore:
             raise StoreError(f"cannot open the API key file {self.path!r}: {exc}") from exc
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            if write:
+            if write:  # execute, not executescript: that would commit the BEGIN first
                 conn.execute(_SCHEMA)
             yield conn
             conn.execute("COMMIT")
@@ -178,6 +178,11 @@ class KeyStore:
 
     def any_active(self) -> bool:
         return any(k.active for k in self._snapshot().values())
+
+    def any_created(self) -> bool:
+        """Whether the file holds any key, active or revoked: a server that has had keys keeps
+        asking for one, even when every key has been revoked."""
+        return bool(self._snapshot())
 
     def authenticate(self, key: str) -> Principal:
         """The principal of an active key, else AuthenticationError. The file is read again

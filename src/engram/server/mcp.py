@@ -296,6 +296,6 @@ def _run_http(settings: ServerSettings) -> None:
     app = mcp_http_app(server, memory, settings, keys)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    mode = "API keys required" if keys is not None and keys.any_active() else "no API key"
+    mode = "API keys required" if keys is not None and keys.any_created() else "no API key"
     _say(f"serving http://{shown}:{port}{MCP_PATH} (MCP; {_where(settings)}; {mode})")
     run_uvicorn(app, sock, settings, memory)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engram.server.errors import error_response
@@ -15,8 +16,12 @@ __all__ = ["LimitsMiddleware"]
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """Raised while the body is read. An HTTPException, because FastAPI answers any other
+    exception of a body read with 400; the app's handler of HTTPExceptions makes it a 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body exceeds {limit:,} bytes")
 
 
 class LimitsMiddleware:
@@ -48,7 +53,7 @@ class LimitsMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise _TooLarge
+                    raise _TooLarge(self.max_body_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import socket
 import sys
@@ -47,7 +48,9 @@ def check_exposure(host: str, keys: KeyStore | None) -> None:
 
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say so, and without it
+    # each response on a kept-alive connection waits for the client's delayed ACK (40 ms)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), port))
@@ -72,7 +75,7 @@ def run_uvicorn(app: Any, sock: socket.socket, settings: ServerSettings, memory:
     import uvicorn
 
     config = uvicorn.Config(
-        app, log_level="warning", timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        app, log_level="warning", timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout),
         lifespan="on", access_log=False,
     )  # fmt: skip
     previous = {sig: signal.signal(sig, _graceful_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -110,7 +113,7 @@ def serve(settings: ServerSettings) -> None:
     app = create_app(memory, settings, keys=keys)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    mode = "API keys required" if keys is not None and keys.any_active() else "no API key"
+    mode = "API keys required" if keys is not None and keys.any_created() else "no API key"
     print(f"engram: serving http://{shown}:{port} ({settings.db}; {mode})", file=sys.stderr)
     sys.stderr.flush()
     run_uvicorn(app, sock, settings, memory)

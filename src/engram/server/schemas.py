@@ -24,6 +24,7 @@ from engram import (
     SessionHit,
     StoreStats,
 )
+from engram.types import id_problem
 
 __all__ = [
     "AddRequest",
@@ -39,6 +40,9 @@ __all__ = [
 ]
 
 MAX_CANDIDATES = 2000  # a SearchConfig sent over the wire may not ask for more per retriever
+MAX_WEIGHT = 1e6  # nor weights whose product overflows a float (an infinite score is no JSON)
+Weight = Annotated[float, Field(ge=-MAX_WEIGHT, le=MAX_WEIGHT)]
+Boost = Annotated[float, Field(ge=0, le=MAX_WEIGHT)]
 
 
 # Dates in requests stay strings here: Memory parses them itself, so a request is validated
@@ -53,7 +57,8 @@ DateTime = Annotated[
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # no NaN or infinities (Python's json reads them): a score made from one cannot be sent
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class MessageIn(_In):
@@ -97,13 +102,13 @@ class SearchConfigIn(_In):
     key_decay: float = 0.0
     fusion: Literal["rrf", "weighted"] = "rrf"
     rrf_k: int = Field(60, ge=0, le=10_000)
-    weights: dict[str, float] = {"lexical": 1.0, "semantic": 1.0}
-    recency_weight: float = 0.0
+    weights: dict[str, Weight] = {"lexical": 1.0, "semantic": 1.0}
+    recency_weight: Boost = 0.0
     recency_half_life_days: float = 30.0
-    speaker_weight: float = 0.0
+    speaker_weight: Boost = 0.0
     question_penalty: float = 0.0
     mask_speakers: bool = False
-    time_weight: float = 0.0
+    time_weight: Boost = 0.0
     time_tolerance_days: float = 7.0
     session_aggregation: Literal["max", "sum"] = "max"
     session_top: int = Field(3, ge=1, le=1000)
@@ -308,7 +313,8 @@ def decode_cursor(cursor: str, user_id: str) -> MemoryRecord:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         session_id, seq, kind, rid = json.loads(raw)
-        if not (session_id is None or isinstance(session_id, str)) or not isinstance(rid, str):
+        # ids as the store holds them: a lone surrogate cannot even be sent to SQLite
+        if not (session_id is None or id_problem(session_id) is None) or id_problem(rid):
             raise ValueError
         if not (seq is None or (type(seq) is int and 0 <= seq < MAX_SEQ)):
             raise ValueError

@@ -155,12 +155,13 @@ def owned_rows(
 
 # Keyset pagination in the order of list(): (session_id, seq) ascending, kind descending, rowid.
 # NULLs sort first, as '' and -1 do (ids are non-empty, seq >= 0). A record that has been deleted
-# has no rowid any more: the records that tie with it on (session, seq, kind) are then skipped
-# rather than repeated (for turns there are none; seq is unique in a session).
+# has no rowid any more: the records that tie with it on (session, seq, kind) are then listed.
+# They came after it: a turn added once the session's last turn was deleted takes its seq; the
+# keys that shared a deleted turn's seq were deleted with it, or rebuilt after it.
 AFTER_SQL = (
     "(COALESCE(session_id, '') > ? OR (COALESCE(session_id, '') = ? AND (COALESCE(seq, -1) > ? "
     "OR (COALESCE(seq, -1) = ? AND (kind < ? OR (kind = ? AND rowid > COALESCE("
-    "(SELECT rowid FROM records WHERE id = ? AND user_id = ?), 9223372036854775807)))))))"
+    "(SELECT rowid FROM records WHERE id = ? AND user_id = ?), -1)))))))"
 )
 
 
