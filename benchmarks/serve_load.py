@@ -7,7 +7,8 @@ each pass moved on by two years, until it has ``--turns`` turns. Vectors go thro
 (``<db>.vectors``), so each distinct text is embedded once; the texts repeat every ~2,900 turns
 within a user (the vocabulary is real, the duplicates are a cost-saving shortcut).
 
-Then, for each mode and each client count, ``--duration`` seconds of load: every client loops
+Then, for each mode (after one untimed search per user, which loads the users' vector matrices
+into the fresh process) and each client count, ``--duration`` seconds of load: every client loops
 ``think (exponential, mean --think s) -> search (share 1 - --write-share) or add``. A search is a
 LoCoMo question for a random user; an add stores one new message (unique text) in the client's
 own session of a random user. The server processes use the bundled model with no vector cache,
@@ -16,16 +17,17 @@ are measured in the client (so they include HTTP / MCP and this process's own ov
 generator shares the machine's cores with the server). After each run every acknowledged add is
 looked up in the file: all must be there.
 
-An ingest phase (``--ingest-seconds``) measures sustained turns/s: ``--ingest-clients`` clients
-without think time, each posting sessions of ``--ingest-batch`` new turns, through REST with and
-without micro-batching, and embedded.
+An ingest phase (``--ingest-seconds`` each) measures sustained turns/s: ``--ingest-clients``
+clients without think time, each posting sessions of ``--ingest-batch`` new turns per add, then
+one turn per add: through REST with and without micro-batching, and embedded with it.
 
     python benchmarks/serve_load.py --db /work/serve-load.db
     python benchmarks/serve_load.py --db /tmp/small.db --users 4 --turns 500 --duration 10 \\
         --clients 1,10 --ingest-seconds 10
 
 Writes ``benchmarks/results/serve-load.json`` (``--out``) with the settings, machine, every
-level's counts and percentiles and the verification.
+level's counts and percentiles and the verification, and prints the tables of
+docs/benchmarks.md (``python benchmarks/serve_load.py --report FILE.json`` prints them again).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import os
 import random
 import sqlite3
@@ -48,8 +51,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest_search import machine_info  # benchmarks/ingest_search.py
 from serve_load_drivers import Driver, EmbeddedDriver, McpDriver, RestDriver, dumps
 
-from engram import DiskCachedEmbedder, Memory, SentenceTransformerEmbedder
+from engram import DiskCachedEmbedder, Memory
 from engram.bench.locomo import LocomoSample, load_locomo
+from engram.config import make_embedder
 
 LOCOMO = Path(__file__).resolve().parents[2] / "shared/data/locomo/locomo_dev5.json"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -74,8 +78,10 @@ def user_sessions(samples: list[LocomoSample], start: int) -> Any:
             yield f"p{n}-{sample.sample_id}-{session.session_id}", date, messages
 
 
-def build(db: Path, samples: list[LocomoSample], users: int, turns: int) -> dict[str, Any]:
-    embedder = DiskCachedEmbedder(SentenceTransformerEmbedder(), f"{db}.vectors")
+def build(
+    db: Path, samples: list[LocomoSample], users: int, turns: int, spec: str
+) -> dict[str, Any]:
+    embedder = DiskCachedEmbedder(make_embedder(spec), f"{db}.vectors")
     started = time.perf_counter()
     with Memory.open(db, embedder=embedder) as mem:
         for u in range(users):
@@ -134,7 +140,7 @@ async def client_loop(
 ) -> None:  # fmt: skip
     rng = random.Random(f"{args.seed}-{driver.name}-{n}")
     session = await driver.session()
-    tag = f"{driver.name}-{args.clients_now}-{n}"
+    tag = f"{args.run}-{driver.name}-{args.clients_now}-{n}"
     count = 0
     try:
         while True:
@@ -193,18 +199,19 @@ async def ingest(driver: Driver, args: argparse.Namespace, samples: list[LocomoS
         try:
             while time.monotonic() < stop_at:
                 k += 1
-                name = f"ingest-{driver.name}-{args.ingest_tag}-{n}-{k}"
+                name = f"ingest-{args.run}-{driver.name}-{args.ingest_tag}-{n}-{k}"
                 batch = [
                     {"role": "user" if i % 2 == 0 else "assistant",
                      "content": f"{rng.choice(turns)} ({name} {i})"}
-                    for i in range(args.ingest_batch)
+                    for i in range(args.ingest_batch_now)
                 ]  # fmt: skip
                 started = time.perf_counter()
                 try:
-                    stored += await session.add("ingest-user", name, batch)
+                    added = await session.add("ingest-user", name, batch)
                 except Exception as exc:
                     level.errors[f"add: {type(exc).__name__}: {str(exc)[:120]}"] += 1
                     continue
+                stored += added  # not `stored += await ...`: that reads `stored` before awaiting
                 level.latency["add"].append(time.perf_counter() - started)
                 level.acked.extend(("ingest-user", name, m["content"]) for m in batch)
         finally:
@@ -258,9 +265,12 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def make_driver(mode: str, args: argparse.Namespace, clients: int, batch_max: int) -> Driver:
-    env = child_env(ENGRAM_BATCH_MAX=str(batch_max), ENGRAM_THREADS=str(max(32, clients + 8)))
+    env = child_env(
+        ENGRAM_BATCH_MAX=str(batch_max), ENGRAM_THREADS=str(args.threads),
+        ENGRAM_EMBEDDER=args.embedder,
+    )  # fmt: skip
     if mode == "embedded":
-        return EmbeddedDriver(args.db, clients, batch_max)
+        return EmbeddedDriver(args.db, args.threads, batch_max, args.embedder)
     if mode == "rest":
         return RestDriver(args.db, clients, env)
     return McpDriver(args.db, env)
@@ -273,10 +283,24 @@ async def close_driver(driver: Driver) -> dict[str, Any]:
     return driver.stop()
 
 
+async def warm(driver: Driver, args: argparse.Namespace, queries: list[str]) -> float:
+    """One search per user, untimed: each user's vector matrix is loaded (a fresh server process
+    loads it on the user's first search, ~0.5 s at 10k turns) before the clock starts."""
+    started = time.perf_counter()
+    session = await driver.session()
+    try:
+        for u in range(args.users):
+            await session.search(f"user-{u:02d}", queries[u % len(queries)])
+    finally:
+        await session.close()
+    return round(time.perf_counter() - started, 1)
+
+
 async def run_mode(mode: str, args: argparse.Namespace, queries: list[str]) -> dict[str, Any]:
     levels, acked = [], []
     driver = make_driver(mode, args, max(args.clients), args.batch_max)
     try:
+        warm_s = await warm(driver, args, queries)
         for clients in args.clients:
             level = await run_level(driver, clients, args, queries)
             levels.append(level.summary(clients, args.duration))
@@ -284,20 +308,26 @@ async def run_mode(mode: str, args: argparse.Namespace, queries: list[str]) -> d
             print(f"{mode:>8} {clients:>4} clients: {dumps(levels[-1])}", file=sys.stderr)
     finally:
         info = await close_driver(driver)
-    return {"levels": levels, "verify": verify(args.db, acked), **info}
+    return {"levels": levels, "warm_up_s": warm_s, "verify": verify(args.db, acked), **info}
 
 
 async def run_ingest(
-    mode: str, batch_max: int, args: argparse.Namespace, samples: list[LocomoSample]
+    mode: str, batch_max: int, per_add: int, args: argparse.Namespace, samples: list[LocomoSample]
 ) -> dict[str, Any]:
-    args.ingest_tag = f"b{batch_max}"
+    args.ingest_tag = f"b{batch_max}-t{per_add}"
+    args.ingest_batch_now = per_add
     driver = make_driver(mode, args, args.ingest_clients, batch_max)
     try:
         summary, level = await ingest(driver, args, samples)
     finally:
         info = await close_driver(driver)
-    summary.update(mode=mode, batch_max=batch_max, verify=verify(args.db, level.acked), **info)
-    print(f"ingest {mode} batch_max={batch_max}: {dumps(summary)}", file=sys.stderr)
+    summary.update(
+        mode=mode, batch_max=batch_max, turns_per_add=per_add,
+        verify=verify(args.db, level.acked), **info,
+    )  # fmt: skip
+    print(
+        f"ingest {mode} batch_max={batch_max} per_add={per_add}: {dumps(summary)}", file=sys.stderr
+    )
     return summary
 
 
@@ -313,13 +343,27 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--write-share", type=float, default=0.2)
     p.add_argument("--modes", default="embedded,rest,mcp")
     p.add_argument("--batch-max", type=int, default=64)
+    p.add_argument(
+        "--threads", type=int, default=32,
+        help="worker threads: the servers' (ENGRAM_THREADS, their default) and the embedded pool's",
+    )  # fmt: skip
+    p.add_argument(
+        "--embedder", default="bundled",
+        help="embedder spec of the store and every mode (hash: the serving layer without a model)",
+    )  # fmt: skip
     p.add_argument("--ingest-seconds", type=float, default=30.0, help="0: no ingest phase")
     p.add_argument("--ingest-clients", type=int, default=16)
-    p.add_argument("--ingest-batch", type=int, default=10, help="turns per add")
+    p.add_argument(
+        "--ingest-batch", type=int, default=10,
+        help="turns per add in the first ingest round (the second adds one turn per request)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--build-only", action="store_true", help="build the store, measure nothing")
     p.add_argument("--out", type=Path, default=RESULTS / "serve-load.json")
     args = p.parse_args(argv)
+    # every run's added texts are new: an add of a text already stored is a no-op (idempotent
+    # adds), which would measure nothing
+    args.run = time.strftime("r%Y%m%d%H%M%S")
     args.clients = [int(c) for c in args.clients.split(",")]
     args.modes = args.modes.split(",")
     return args
@@ -331,27 +375,61 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"command": " ".join(sys.argv), "machine": machine_info()}
     report["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     if not args.db.exists():
-        report["build"] = build(args.db, samples, args.users, args.turns)
+        report["build"] = build(args.db, samples, args.users, args.turns, args.embedder)
     if args.build_only:
         args.modes, args.ingest_seconds = [], 0
     report["modes"] = {}
     for mode in args.modes:
         report["modes"][mode] = await run_mode(mode, args, queries)
     if args.ingest_seconds > 0:
-        report["ingest"] = [
-            await run_ingest("rest", args.batch_max, args, samples),
-            await run_ingest("rest", 1, args, samples),
-            await run_ingest("embedded", args.batch_max, args, samples),
-        ]
+        report["ingest"] = []
+        for per_add in (args.ingest_batch, 1):  # a session's turns at once; one message a request
+            for mode, batch_max in (
+                ("rest", args.batch_max),
+                ("rest", 1),
+                ("embedded", args.batch_max),
+            ):
+                phase = await run_ingest(mode, batch_max, per_add, args, samples)
+                report["ingest"].append(phase)
     return report
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The tables of docs/benchmarks.md, from a report."""
+    head = (
+        "| mode | clients | ops/s | search p50 / p95 / p99 ms | add p50 / p95 / p99 ms | errors |"
+    )
+    lines = [head, "|---|---:|---:|---:|---:|---:|"]
+    for mode, result in report["modes"].items():
+        for lv in result["levels"]:
+            cells = [
+                f"{lv[op]['p50_ms']:,} / {lv[op]['p95_ms']:,} / {lv[op]['p99_ms']:,}"
+                if lv[op]["n"] else "-" for op in ("search", "add")
+            ]  # fmt: skip
+            errors = sum(lv["errors"].values())
+            row = (mode, lv["clients"], lv["ops_per_s"], cells[0], cells[1], errors)
+            lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    head = "| ingest | turns per add | micro-batching | turns/s | add p50 / p95 ms | errors |"
+    lines += ["", head, "|---|---:|---|---:|---:|---:|"]
+    for phase in report.get("ingest", []):
+        batching = "on" if phase["batch_max"] > 1 else "off"
+        add = phase["add"]
+        timing = f"{add.get('p50_ms', '-'):,} / {add.get('p95_ms', '-'):,}"
+        row = (phase["mode"], phase.get("turns_per_add", 10), batching, phase["turns_per_s"],
+               timing, sum(phase["errors"].values()))  # fmt: skip
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--report":
+        print(markdown(json.loads(Path(sys.argv[2]).read_text(encoding="utf-8"))))
+        return 0
     args = parse(argv)
     report = asyncio.run(amain(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(dumps(report) + "\n", encoding="utf-8")
-    print(dumps({m: v["levels"] for m, v in report["modes"].items()}))
+    print(markdown(report))
     failed = any(lv["errors"] for v in report["modes"].values() for lv in v["levels"]) or any(
         v["verify"]["missing"] for v in report["modes"].values()
     )

@@ -68,15 +68,16 @@ class _EmbeddedSession:
 
 class EmbeddedDriver:
     """``Memory`` in this process, opened as the server opens it (a BatchingEmbedder over the
-    bundled model); every client is a thread of one pool."""
+    model); the clients' calls run on a pool of ``threads`` threads, as a server's run on its
+    thread pool (more threads than cores only fight over the GIL)."""
 
     name = "embedded"
 
-    def __init__(self, db: Path, clients: int, batch_max: int) -> None:
+    def __init__(self, db: Path, threads: int, batch_max: int, spec: str) -> None:
         from engram import Memory
-        from engram.embed import SentenceTransformerEmbedder
+        from engram.config import make_embedder
 
-        embedder: Any = SentenceTransformerEmbedder()
+        embedder: Any = make_embedder(spec)
         if batch_max > 1:
             from engram import BatchingEmbedder
 
@@ -84,7 +85,7 @@ class EmbeddedDriver:
         self.embedder = embedder
         self.memory = Memory.open(db, embedder=embedder)
         self.memory.embedder.embed_batch(["warm up"])
-        self.pool = ThreadPoolExecutor(max_workers=max(clients, 1))
+        self.pool = ThreadPoolExecutor(max_workers=max(threads, 1))
 
     async def session(self) -> Session:
         return _EmbeddedSession(self)

@@ -15,10 +15,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-__all__ = ["ServerProcess", "engram_env", "rest_server", "run_engram", "start_server"]
+__all__ = [
+    "ServerProcess",
+    "engram_env",
+    "list_all",
+    "rest_server",
+    "run_engram",
+    "start_server",
+]
 
 _SERVING = re.compile(r"serving (http://\S+)")
 START_TIMEOUT = 60.0
@@ -134,3 +142,20 @@ def rest_server(
         yield server
     finally:
         server.stop()
+
+
+def list_all(http: httpx.Client, user: str, **params: object) -> list[dict[str, Any]]:
+    """Every record ``GET /v1/records`` lists for ``user``, page after page by its cursors."""
+    records: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(1000):  # bounded: a cursor that never ends fails the test
+        query = {"user_id": user, "limit": 1000, **params}
+        if cursor is not None:
+            query["cursor"] = cursor
+        page = http.get("/v1/records", params=query)
+        assert page.status_code == 200, page.text
+        records += page.json()["records"]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            return records
+    raise AssertionError("list never ended")

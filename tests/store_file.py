@@ -4,6 +4,7 @@ tests): integrity, and every index row in step with the records."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
 
 __all__ = ["check_file"]
@@ -34,16 +35,17 @@ ORPHANS = {
 }
 
 
-def check_file(db: Path) -> dict[str, int]:
+def check_file(db: Path, also: Mapping[str, str] | None = None) -> dict[str, int]:
     """``PRAGMA integrity_check`` is ok and the index rows match the records (a vector for every
     record, a lexical document for every kind but sentence keys, postings, per-user totals,
-    history, provenance); returns the records per kind. A fresh connection: it recovers the
-    write-ahead log a killed writer left."""
+    history, provenance), and every count of ``also`` is 0 too; returns the records per kind. A
+    fresh connection: it recovers the write-ahead log a killed writer left."""
+    checks = {**ORPHANS, **(also or {})}
     conn = sqlite3.connect(db)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        found = {what: conn.execute(sql).fetchone()[0] for what, sql in ORPHANS.items()}
-        assert found == dict.fromkeys(ORPHANS, 0)
+        found = {what: conn.execute(sql).fetchone()[0] for what, sql in checks.items()}
+        assert found == dict.fromkeys(checks, 0)
         return dict(conn.execute("SELECT kind, count(*) FROM records GROUP BY kind").fetchall())
     finally:
         conn.close()

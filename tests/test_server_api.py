@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from servers import ServerProcess, rest_server
+from servers import ServerProcess, list_all, rest_server
 
 
 @pytest.fixture(scope="module")
@@ -72,22 +72,6 @@ def search_ids(http: httpx.Client, user: str, query: str, **extra: object) -> li
     response = http.post("/v1/search", json={"user_id": user, "query": query, **extra})
     assert response.status_code == 200, response.text
     return [hit["record"]["id"] for hit in response.json()["hits"]]
-
-
-def list_all(http: httpx.Client, user: str, **params: object) -> list[dict]:
-    records: list[dict] = []
-    cursor = None
-    for _ in range(1000):  # bounded: a cursor that never ends fails the test
-        query = {"user_id": user, "limit": 1000, **params}
-        if cursor is not None:
-            query["cursor"] = cursor
-        page = http.get("/v1/records", params=query)
-        assert page.status_code == 200, page.text
-        records += page.json()["records"]
-        cursor = page.json()["next_cursor"]
-        if cursor is None:
-            return records
-    raise AssertionError("list never ended")
 
 
 def stats(http: httpx.Client, user: str) -> dict:

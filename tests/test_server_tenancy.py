@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from servers import ServerProcess, rest_server, run_engram
+from servers import ServerProcess, list_all, rest_server, run_engram
 
 A, B = "tenant-a", "tenant-b"  # tenant names
 USERS = ("alice", "bob")
@@ -101,27 +101,11 @@ def fill(http: httpx.Client, tenant: str, users: tuple[str, ...] = USERS) -> lis
     return used
 
 
-def list_all(http: httpx.Client, user: str) -> list[dict]:
-    records: list[dict] = []
-    cursor = None
-    for _ in range(100):
-        params: dict[str, Any] = {"user_id": user, "limit": 1000, "kind": list(KINDS)}
-        if cursor:
-            params["cursor"] = cursor
-        page = http.get("/v1/records", params=params)
-        assert page.status_code == 200, page.text
-        records += page.json()["records"]
-        cursor = page.json()["next_cursor"]
-        if cursor is None:
-            return records
-    raise AssertionError("list never ended")
-
-
 def snapshot(http: httpx.Client) -> dict[str, Any]:
     """Everything of a tenant's users that the API shows: records, histories, stats."""
     state: dict[str, Any] = {}
     for user in USERS:
-        records = list_all(http, user)
+        records = list_all(http, user, kind=list(KINDS))
         state[user] = {
             "records": records,
             "history": [
@@ -156,7 +140,7 @@ def tenants(
         with found.client("a") as a, found.client("b") as b:
             found.a_markers = fill(a, A)
             fill(b, B)
-            found.a_records = [r for user in USERS for r in list_all(a, user)]
+            found.a_records = [r for user in USERS for r in list_all(a, user, kind=list(KINDS))]
         yield found
 
 
@@ -360,7 +344,7 @@ def test_forgetting_a_user_leaves_no_row_of_them_and_all_of_the_other_tenants(
 ) -> None:
     with tenants.client("a") as a, tenants.client("b") as b:
         fill(b, B, ("alice",))  # whatever the fuzz left of B's alice, she has data now
-        mine = list_all(b, "alice")
+        mine = list_all(b, "alice", kind=list(KINDS))
         assert mine
         before_a = snapshot(a)
         stored_b, stored_a = f"{B}/alice", f"{A}/alice"
@@ -376,7 +360,7 @@ def test_forgetting_a_user_leaves_no_row_of_them_and_all_of_the_other_tenants(
             conn.close()
         forgot = b.post("/v1/forget", json={"user_id": "alice"})
         assert forgot.status_code == 200 and forgot.json()["forgotten"] == len(mine)
-        assert list_all(b, "alice") == []
+        assert list_all(b, "alice", kind=list(KINDS)) == []
         assert snapshot(a) == before_a
     ids = {r["id"] for r in mine}
     tables = rows_of(tenants.db)

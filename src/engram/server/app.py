@@ -24,7 +24,7 @@ from engram.server.middleware import LimitsMiddleware
 from engram.server.routes import router
 from engram.server.settings import ServerSettings
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "warm_up"]
 
 log = logging.getLogger("engram.server")
 
@@ -52,7 +52,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
-        await anyio.to_thread.run_sync(_warm_up, memory)
+        await anyio.to_thread.run_sync(warm_up, memory)
         app.state.ready = True
         yield
         app.state.ready = False  # uvicorn has finished the requests in flight by now
@@ -78,7 +78,7 @@ def create_app(
 _PROBE_USER = "engram-readyz"
 
 
-def _warm_up(memory: Memory) -> None:
+def warm_up(memory: Memory) -> None:
     """Load the embedding model before the first request (it takes seconds), so that a ready
     server answers at its usual speed. A model that fails now is logged; requests will say it."""
     try:

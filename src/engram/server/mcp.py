@@ -37,11 +37,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from engram import AuthenticationError, ConfigurationError, EngramError, Memory, __version__
+from engram.server.app import warm_up
 from engram.server.auth import principal_for, request_key
 from engram.server.errors import engram_error_response
 from engram.server.keys import KeyStore
 from engram.server.mcp_tools import TOOLS, MemoryTools, PrincipalSource
-from engram.server.run import bind, check_exposure, open_memory, run_uvicorn
+from engram.server.run import listen, open_memory, run_uvicorn
 from engram.server.settings import ServerSettings, user_data_db
 from engram.server.tenancy import OPEN, Principal
 
@@ -253,14 +254,6 @@ def _say(text: str) -> None:
     print(f"engram: {text}", file=sys.stderr, flush=True)
 
 
-def _warm_up(memory: Memory) -> None:
-    """Load the embedding model now rather than during the first tool call."""
-    try:
-        memory.embedder.embed_batch(["warm up"])
-    except Exception as exc:
-        log.warning("the embedder failed to warm up: %s", exc)
-
-
 def _where(settings: ServerSettings) -> str:
     db = settings.db if settings.db == ":memory:" else str(Path(settings.db).resolve())
     return f"user {settings.mcp_user!r}, database {db}"
@@ -274,7 +267,7 @@ def run_mcp(settings: ServerSettings) -> None:
         return
     memory = open_memory(settings)
     try:
-        _warm_up(memory)
+        warm_up(memory)
         server = create_mcp(memory, settings, stdio_principal)
         _say(f"MCP over stdio ({_where(settings)})")
         anyio.run(server.run_stdio_async)
@@ -283,19 +276,9 @@ def run_mcp(settings: ServerSettings) -> None:
 
 
 def _run_http(settings: ServerSettings) -> None:
-    keys = KeyStore(settings.keys_path) if settings.keys_path else None
-    check_exposure(settings.host, keys)
-    sock = bind(settings.host, settings.mcp_port)
-    try:
-        memory = open_memory(settings)
-        _warm_up(memory)
-    except BaseException:
-        sock.close()
-        raise
+    listener = listen(settings, settings.mcp_port)
+    memory, keys = listener.memory, listener.keys
     server = create_mcp(memory, settings, http_principal(keys, settings.host))
     app = mcp_http_app(server, memory, settings, keys)
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    mode = "API keys required" if keys is not None and keys.any_created() else "no API key"
-    _say(f"serving http://{shown}:{port}{MCP_PATH} (MCP; {_where(settings)}; {mode})")
-    run_uvicorn(app, sock, settings, memory)
+    _say(f"serving {listener.url(MCP_PATH)} (MCP; {_where(settings)}; {listener.mode})")
+    run_uvicorn(app, listener.sock, settings, memory)

@@ -7,16 +7,26 @@ import math
 import signal
 import socket
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from engram import ConfigurationError, Memory
 from engram.config import make_embedder
 from engram.embed import Embedder
-from engram.server.app import create_app
+from engram.server.app import create_app, warm_up
 from engram.server.keys import KeyStore
 from engram.server.settings import ServerSettings, is_loopback
 
-__all__ = ["bind", "check_exposure", "open_memory", "report_batching", "run_uvicorn", "serve"]
+__all__ = [
+    "Listener",
+    "bind",
+    "check_exposure",
+    "listen",
+    "open_memory",
+    "report_batching",
+    "run_uvicorn",
+    "serve",
+]
 
 log = logging.getLogger("engram.server")
 
@@ -35,7 +45,8 @@ def open_memory(settings: ServerSettings) -> Memory:
 
 
 def check_exposure(host: str, keys: KeyStore | None) -> None:
-    """Refuse to listen beyond loopback unless an API key is configured."""
+    """Refuse to listen beyond loopback unless an active API key exists (with every key revoked
+    the server stays keyed, but nobody could use it there)."""
     if is_loopback(host):
         return
     if keys is None or not keys.any_active():
@@ -76,7 +87,7 @@ def run_uvicorn(app: Any, sock: socket.socket, settings: ServerSettings, memory:
 
     config = uvicorn.Config(
         app, log_level="warning", timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout),
-        lifespan="on", access_log=False,
+        lifespan="on", access_log=False, timeout_keep_alive=math.ceil(settings.keep_alive),
     )  # fmt: skip
     previous = {sig: signal.signal(sig, _graceful_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -100,20 +111,44 @@ def report_batching(memory: Memory) -> None:
         )  # fmt: skip
 
 
-def serve(settings: ServerSettings) -> None:
-    """Run the REST server until SIGINT or SIGTERM (see :func:`run_uvicorn`)."""
+@dataclass(frozen=True)
+class Listener:
+    """A server about to run: its key file, its bound socket and its (warmed-up) memory."""
+
+    keys: KeyStore | None
+    sock: socket.socket
+    memory: Memory
+
+    def url(self, path: str = "") -> str:
+        host, port = self.sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}{path}"
+
+    @property
+    def mode(self) -> str:
+        keyed = self.keys is not None and self.keys.any_created()
+        return "API keys required" if keyed else "no API key"
+
+
+def listen(settings: ServerSettings, port: int) -> Listener:
+    """Check the exposure, bind ``settings.host:port`` and open the memory with its model loaded,
+    so that the server answers at its usual speed from its first request."""
     keys = KeyStore(settings.keys_path) if settings.keys_path else None
     check_exposure(settings.host, keys)
-    sock = bind(settings.host, settings.port)
+    sock = bind(settings.host, port)
     try:
         memory = open_memory(settings)
     except BaseException:
         sock.close()
         raise
-    app = create_app(memory, settings, keys=keys)
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    mode = "API keys required" if keys is not None and keys.any_created() else "no API key"
-    print(f"engram: serving http://{shown}:{port} ({settings.db}; {mode})", file=sys.stderr)
+    warm_up(memory)
+    return Listener(keys, sock, memory)
+
+
+def serve(settings: ServerSettings) -> None:
+    """Run the REST server until SIGINT or SIGTERM (see :func:`run_uvicorn`)."""
+    server = listen(settings, settings.port)
+    app = create_app(server.memory, settings, keys=server.keys)
+    print(f"engram: serving {server.url()} ({settings.db}; {server.mode})", file=sys.stderr)
     sys.stderr.flush()
-    run_uvicorn(app, sock, settings, memory)
+    run_uvicorn(app, server.sock, settings, server.memory)

@@ -55,6 +55,7 @@ class ServerSettings(BaseSettings):
     max_messages: Annotated[int, Field(ge=1, le=100_000)] = 1000
     request_timeout: Annotated[float, Field(gt=0)] = 30.0
     shutdown_timeout: Annotated[float, Field(ge=0)] = 30.0
+    keep_alive: Annotated[float, Field(ge=1, le=3600)] = 75.0
     threads: Annotated[int, Field(ge=1, le=1024)] = 32
     batch_max: Annotated[int, Field(ge=1, le=4096)] = 64
     batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0
