@@ -25,6 +25,7 @@ from engram import PRESETS, Embedder, HashEmbedder, Memory, SentenceTransformerE
 from engram.bench.corpus import CorpusSession, Question, dedupe
 from engram.bench.metrics import sessions_from_turns
 from engram.embed import Vectors, embed_texts
+from engram.embed.base import WrappingEmbedder
 from engram.errors import ConfigurationError, EmbeddingError
 
 __all__ = [
@@ -65,7 +66,7 @@ def embedder_name(spec: EmbedderSpec) -> str:
     return make_embedder(spec).name
 
 
-class MemoEmbedder:
+class MemoEmbedder(WrappingEmbedder):
     """Remembers the vectors of the texts it embeds while :attr:`recording` is true, so that
     Engram and the dense baseline embed each turn of a corpus once, and corpora that share
     texts (LongMemEval's haystacks share sessions) embed them once per process. Record while
@@ -80,14 +81,6 @@ class MemoEmbedder:
         self.recording = True
         self.keep = keep
         self._memo: OrderedDict[str, np.ndarray[Any, np.dtype[np.float32]]] = OrderedDict()
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
 
     def embed_batch(self, texts: Sequence[str]) -> Vectors:
         for text in texts:

@@ -12,7 +12,14 @@ import numpy.typing as npt
 
 from engram.errors import EmbeddingError
 
-__all__ = ["CachedQueryEmbedder", "Embedder", "Vectors", "embed_texts", "normalise_rows"]
+__all__ = [
+    "CachedQueryEmbedder",
+    "Embedder",
+    "Vectors",
+    "WrappingEmbedder",
+    "embed_texts",
+    "normalise_rows",
+]
 
 Vectors = npt.NDArray[np.float32]
 
@@ -30,6 +37,21 @@ class Embedder(Protocol):
     def embed_batch(self, texts: Sequence[str]) -> Vectors:
         """Return an ``(len(texts), dim)`` array; it need not be normalised."""
         ...
+
+
+class WrappingEmbedder:
+    """Base of an embedder that serves another one, ``inner`` (a cache, a batcher): it is the
+    same model, so it has the inner embedder's name and dimension."""
+
+    inner: Embedder
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
 
 
 def embed_texts(embedder: Embedder, texts: Sequence[str], batch_size: int = 256) -> Vectors:

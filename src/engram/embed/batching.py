@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engram.embed.base import Embedder, Vectors
+from engram.embed.base import Embedder, Vectors, WrappingEmbedder
 from engram.errors import EmbeddingError, InvalidInputError
 
 __all__ = ["BatchStats", "BatchingEmbedder"]
@@ -66,7 +66,7 @@ def _own_copy(error: BaseException) -> BaseException:
     return twin if type(twin) is type(error) else error
 
 
-class BatchingEmbedder:
+class BatchingEmbedder(WrappingEmbedder):
     """An :class:`~engram.embed.base.Embedder` that gathers concurrent ``embed_batch`` calls
     into batches for ``inner`` (same ``name``, ``dim`` and rows).
 
@@ -91,14 +91,6 @@ class BatchingEmbedder:
         self._worker: threading.Thread | None = None
         self._closed = False
         self._stats = BatchStats()
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
 
     def stats(self) -> BatchStats:
         with self._lock:

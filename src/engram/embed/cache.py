@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from engram.embed.base import Embedder, Vectors
+from engram.embed.base import Embedder, Vectors, WrappingEmbedder
 from engram.errors import ConfigurationError, EmbeddingError
 
 __all__ = ["DiskCachedEmbedder"]
@@ -38,7 +38,7 @@ def _key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
-class DiskCachedEmbedder:
+class DiskCachedEmbedder(WrappingEmbedder):
     """An :class:`Embedder` that keeps the vectors ``inner`` computes in a SQLite file at
     ``path`` and looks them up before embedding: same ``name`` and ``dim`` as ``inner``, same
     vectors (as float32). Entries are keyed by the model (name and dimension) and the SHA-256
@@ -59,14 +59,6 @@ class DiskCachedEmbedder:
         self.misses = 0
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
 
     @property
     def _model(self) -> str:
