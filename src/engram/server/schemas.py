@@ -90,28 +90,31 @@ class ForgetRequest(_In):
     session_id: str | None = None
 
 
+_DEFAULT = SearchConfig()  # the wire's defaults are the dataclass's own, never a copy
+
+
 class SearchConfigIn(_In):
     """A :class:`~engram.SearchConfig` by its fields (see docs/python-api.md)."""
 
-    name: str = "custom"
-    lexical: bool = True
-    semantic: bool = True
-    sentence: bool = False
-    key_kinds: list[RecordKind] = [RecordKind.TURN, RecordKind.ROUND, RecordKind.WINDOW]
-    candidates: int = Field(100, ge=1, le=MAX_CANDIDATES)
-    key_decay: float = 0.0
-    fusion: Literal["rrf", "weighted"] = "rrf"
-    rrf_k: int = Field(60, ge=0, le=10_000)
-    weights: dict[str, Weight] = {"lexical": 1.0, "semantic": 1.0}
-    recency_weight: Boost = 0.0
-    recency_half_life_days: float = 30.0
-    speaker_weight: Boost = 0.0
-    question_penalty: float = 0.0
-    mask_speakers: bool = False
-    time_weight: Boost = 0.0
-    time_tolerance_days: float = 7.0
-    session_aggregation: Literal["max", "sum"] = "max"
-    session_top: int = Field(3, ge=1, le=1000)
+    name: str = _DEFAULT.name
+    lexical: bool = _DEFAULT.lexical
+    semantic: bool = _DEFAULT.semantic
+    sentence: bool = _DEFAULT.sentence
+    key_kinds: list[RecordKind] = list(_DEFAULT.key_kinds)
+    candidates: int = Field(_DEFAULT.candidates, ge=1, le=MAX_CANDIDATES)
+    key_decay: float = _DEFAULT.key_decay
+    fusion: Literal["rrf", "weighted"] = _DEFAULT.fusion
+    rrf_k: int = Field(_DEFAULT.rrf_k, ge=0, le=10_000)
+    weights: dict[str, Weight] = dict(_DEFAULT.weights)
+    recency_weight: Boost = _DEFAULT.recency_weight
+    recency_half_life_days: float = _DEFAULT.recency_half_life_days
+    speaker_weight: Boost = _DEFAULT.speaker_weight
+    question_penalty: float = _DEFAULT.question_penalty
+    mask_speakers: bool = _DEFAULT.mask_speakers
+    time_weight: Boost = _DEFAULT.time_weight
+    time_tolerance_days: float = _DEFAULT.time_tolerance_days
+    session_aggregation: Literal["max", "sum"] = _DEFAULT.session_aggregation
+    session_top: int = Field(_DEFAULT.session_top, ge=1, le=1000)
 
     def to_config(self) -> SearchConfig:
         values = self.model_dump()
