@@ -33,6 +33,9 @@ __all__ = [
     "EmbeddingError",
     "EngramError",
     "InvalidInputError",
+    "LLMError",
+    "LLMOutputError",
+    "LLMUnavailableError",
     "NotFoundError",
     "PermissionDeniedError",
     "ScopeError",
@@ -94,3 +97,18 @@ class AuthenticationError(AccessError):
 class PermissionDeniedError(AccessError):
     """The API key is valid but may not do this: another user than its pattern allows, or a
     write with a read-only key."""
+
+
+class LLMError(EngramError):
+    """The LLM could not give a usable answer; what depended on it was not written (the
+    verbatim turns always are)."""
+
+
+class LLMUnavailableError(LLMError):
+    """The LLM endpoint timed out, refused the connection or answered with an error status,
+    after the bounded retries."""
+
+
+class LLMOutputError(LLMError):
+    """The model's answers were not JSON matching the schema, after the bounded retries."""
+
