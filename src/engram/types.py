@@ -29,8 +29,10 @@ __all__ = [
     "Scope",
     "SessionHit",
     "StoreStats",
+    "Usage",
     "id_problem",
     "short_repr",
+    "valid_at",
 ]
 
 
@@ -121,7 +123,12 @@ class Scope:
 @dataclass(frozen=True)
 class MemoryRecord:
     """One stored memory. ``provenance`` holds the ids of the records it was derived from;
-    ``message_ids`` holds the caller's own ids of the source messages (for a turn: its own)."""
+    ``message_ids`` holds the caller's own ids of the source messages (for a turn: its own).
+
+    Facts carry both clocks: ``valid_from`` / ``valid_to`` say when the fact was true in the
+    world (``valid_to`` None: still true), ``created_at`` / ``expired_at`` when Engram learned
+    and retired it; a superseded fact names its successor in ``superseded_by``. Nothing is
+    deleted when a fact stops being true."""
 
     id: str
     kind: RecordKind
@@ -139,6 +146,8 @@ class MemoryRecord:
     valid_from: datetime | None = None
     valid_to: datetime | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    expired_at: datetime | None = None
+    superseded_by: str | None = None
 
     @property
     def message_id(self) -> str | None:
@@ -153,6 +162,19 @@ class MemoryRecord:
         return f"{self.name}: {self.text}" if self.name else self.text
 
 
+def valid_at(record: MemoryRecord | KeyRef, when: datetime | None) -> bool:
+    """Whether a record was part of memory at ``when`` (None: now). A fact must have been true
+    then (``valid_from`` <= when < ``valid_to``; an unknown start counts from when it was
+    said); with ``when`` None, a fact must not be retired. Any other record must have been
+    said by then."""
+    if record.kind is not RecordKind.FACT:
+        return when is None or record.timestamp <= when
+    if when is None:
+        return record.valid_to is None and record.expired_at is None
+    start = record.valid_from or record.timestamp
+    return start <= when and (record.valid_to is None or when < record.valid_to)
+
+
 @dataclass(frozen=True)
 class KeyRef:
     """The part of a record that ranking reads: which turns a key points to, and what the
@@ -165,16 +187,21 @@ class KeyRef:
     name: str | None
     timestamp: datetime
     text: str
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+    expired_at: datetime | None = None
 
 
 @dataclass(frozen=True)
 class RecordFilter:
-    """Which records a store operation may see. The store enforces ``user_id`` itself."""
+    """Which records a store operation may see. The store enforces ``user_id`` itself.
+    ``as_of``: only what was part of memory then (:func:`valid_at`); used by ``list``."""
 
     user_id: str
     agent_id: str | None = None
     session_id: str | None = None
     kinds: tuple[RecordKind, ...] = ()
+    as_of: datetime | None = None
 
     def __post_init__(self) -> None:
         Scope(self.user_id, self.agent_id, self.session_id)
@@ -222,10 +249,11 @@ class HistoryEvent:
     id: int
     record_id: str
     user_id: str
-    event: str  # ADD | UPDATE | DELETE
+    event: str  # ADD | UPDATE | DELETE; facts also MERGE | NOOP | SUPERSEDE | RETIRE
     old_text: str | None
     new_text: str | None
     at: datetime
+    reason: str | None = None  # why consolidation decided so (the model's or the rule's)
 
 
 @dataclass(frozen=True)
@@ -238,3 +266,37 @@ class StoreStats:
     size_bytes: int | None
     embedder: str | None
     dim: int | None
+    pending_jobs: int = 0  # deferred extractions not done yet (failed ones included)
+    failed_jobs: int = 0  # of those, the ones whose last attempt failed
+    llm: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # purpose -> Usage
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What some LLM calls cost: ``calls`` requests that got an answer (retries count),
+    ``failed`` requests that did not, and the tokens the endpoint reported."""
+
+    calls: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.calls + other.calls,
+            self.failed + other.failed,
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "calls": self.calls,
+            "failed": self.failed,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+        }

@@ -10,13 +10,14 @@ tests, :class:`~engram.llm.ScriptedLLM`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from engram.errors import LLMError, LLMOutputError, LLMUnavailableError
+from engram.types import Usage
 
 __all__ = [
     "LLM",
@@ -39,37 +40,6 @@ class ChatMessage:
 
     role: Role
     content: str
-
-
-@dataclass(frozen=True)
-class Usage:
-    """What some LLM calls cost: ``calls`` requests that got an answer (retries count),
-    ``failed`` requests that did not, and the tokens the endpoint reported."""
-
-    calls: int = 0
-    failed: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            self.calls + other.calls,
-            self.failed + other.failed,
-            self.prompt_tokens + other.prompt_tokens,
-            self.completion_tokens + other.completion_tokens,
-        )
-
-    def as_dict(self) -> Mapping[str, int]:
-        return {
-            "calls": self.calls,
-            "failed": self.failed,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-        }
 
 
 class UsageMeter:
