@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from engram.embed.base import Vectors
-from engram.types import HistoryEvent, KeyRef, MemoryRecord, RecordFilter, StoreStats
+from engram.types import HistoryEvent, KeyRef, MemoryRecord, RecordFilter, StoreStats, Usage
 
-__all__ = ["ScoredId", "SessionTail", "Sources", "Store"]
+__all__ = ["FactChange", "Job", "Note", "Retirement", "ScoredId", "SessionTail", "Sources", "Store"]
 
 ScoredId = tuple[str, float]
 
@@ -38,6 +39,61 @@ class Sources:
     derived: frozenset[str]
 
 
+@dataclass(frozen=True)
+class Job:
+    """A deferred extraction: turns of one session that the LLM has still to read. Stored in
+    the same transaction as the turns (so a crash between the add and the extraction loses
+    nothing) and deleted in the same transaction as the facts made from them."""
+
+    user_id: str
+    session_id: str
+    turn_ids: tuple[str, ...]
+    enqueued_at: datetime
+    id: int = 0  # the store's id; 0 before it is stored
+    attempts: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Retirement:
+    """A fact that stopped being true: ``valid_to`` in the world, retired by Engram at
+    ``expired_at``, replaced by ``superseded_by`` (None: retired without a successor)."""
+
+    record_id: str
+    valid_to: datetime
+    expired_at: datetime
+    superseded_by: str | None
+
+
+@dataclass(frozen=True)
+class Note:
+    """An audit event for a fact, with the reason for the decision."""
+
+    record_id: str
+    event: str  # ADD | UPDATE | MERGE | NOOP | SUPERSEDE
+    reason: str
+    old_text: str | None = None
+    new_text: str | None = None
+
+
+@dataclass(frozen=True)
+class FactChange:
+    """What one consolidation writes, all in one transaction: new facts (row ``i`` of the
+    vectors given with the change belongs to ``add[i]``), rewritten fact texts (with vectors
+    too, after the added rows), merged provenance (the whole new tuple), retirements, audit
+    notes, the LLM usage to account, and the job it completes (deleted with it)."""
+
+    user_id: str
+    add: tuple[MemoryRecord, ...] = ()
+    rewrite: tuple[tuple[str, str], ...] = ()
+    provenance: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    retire: tuple[Retirement, ...] = ()
+    notes: tuple[Note, ...] = ()
+    usage: Usage = field(default_factory=Usage)
+    purpose: str = "extract"
+    job_id: int | None = None
+
+
 class Store(Protocol):
     """What the write and read pipelines need from a backend. Every method is required."""
 
@@ -52,9 +108,11 @@ class Store(Protocol):
         vectors: Vectors,
         *,
         expect: SessionTail | None = None,
+        jobs: Sequence[Job] = (),
     ) -> builtins.list[MemoryRecord]:
         """Insert records (row ``i`` of ``vectors`` belongs to ``records[i]``) in one
-        transaction, skipping ids already stored; return the records actually inserted.
+        transaction, skipping ids already stored; return the records actually inserted. The
+        ``jobs`` are queued in the same transaction.
 
         With ``expect`` the insert is conditional, checked inside the write transaction: the
         session's last turns must still be ``expect.turns`` (ids and texts) and no id may be
@@ -151,7 +209,34 @@ class Store(Protocol):
         ...
 
     def stats(self, user_id: str | None = None) -> StoreStats:
-        """Record counts for one user or for everyone."""
+        """Record counts for one user or for everyone, with the job queue and LLM usage."""
+        ...
+
+    def consolidate(self, change: FactChange, vectors: Vectors) -> builtins.list[MemoryRecord]:
+        """Commit one consolidation in one transaction (see :class:`FactChange`; ``vectors``:
+        one row per added fact, then one per rewrite): insert, rewrite (an UPDATE event with
+        the old text), set provenance, retire, write the notes to the history, add the usage
+        to the user's totals, delete the job; return the facts added and rewritten. Raise
+        ``NotFoundError`` and change nothing if a fact to change is not the user's, or the
+        job is gone (another worker finished it)."""
+        ...
+
+    def claim_jobs(
+        self, *, now: datetime, lease_seconds: float, limit: int, user_id: str | None = None
+    ) -> builtins.list[Job]:
+        """Lease up to ``limit`` queued jobs (oldest first) not leased by anyone at ``now``,
+        for ``lease_seconds``, counting an attempt each: until the lease ends, no other
+        worker (thread or process) claims them. A job whose worker died is claimed again
+        once its lease has ended."""
+        ...
+
+    def release_job(self, job_id: int, *, error: str, retry_at: datetime) -> None:
+        """Give a claimed job back after a failed attempt: it keeps ``error`` and may be
+        claimed again from ``retry_at``."""
+        ...
+
+    def record_usage(self, user_id: str, purpose: str, usage: Usage) -> None:
+        """Add LLM usage (an answer's, say) to the user's totals for ``purpose``."""
         ...
 
     def close(self) -> None: ...

@@ -66,12 +66,20 @@ def generation(conn: sqlite3.Connection, user_id: str) -> int:
 Event = tuple[MemoryRecord, str, str | None, str | None]  # record, event, old text, new text
 
 
-def write_history(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
+def write_history(
+    conn: sqlite3.Connection, events: Sequence[Event], reasons: Sequence[str | None] = ()
+) -> None:
+    """Append events to the history; ``reasons[i]`` (if given) says why ``events[i]``."""
     now = to_iso(datetime.now(UTC))
+    why = list(reasons) + [None] * (len(events) - len(reasons))
     conn.executemany(
-        "INSERT INTO history (record_id, user_id, session_id, event, old_text, new_text, at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(r.id, r.user_id, r.session_id, event, old, new, now) for r, event, old, new in events],
+        "INSERT INTO history "
+        "(record_id, user_id, session_id, event, old_text, new_text, at, reason) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (r.id, r.user_id, r.session_id, event, old, new, now, reason)
+            for (r, event, old, new), reason in zip(events, why, strict=True)
+        ],
     )
 
 
@@ -101,7 +109,7 @@ def insert_records(
     if not new:
         return []
     conn.executemany(
-        f"INSERT INTO records ({RECORD_COLUMNS}) VALUES ({', '.join('?' * 16)})",
+        f"INSERT INTO records ({RECORD_COLUMNS}) VALUES ({', '.join('?' * 18)})",
         [record_params(r) for r, _ in new],
     )
     rowids = stored_ids(conn, [r.id for r, _ in new])
@@ -267,7 +275,22 @@ def store_stats(conn: sqlite3.Connection, user_id: str | None, dim: int | None) 
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
     row = conn.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
+    jobs_cond = "WHERE user_id = ?" if user_id else ""
+    pending, failed = conn.execute(
+        f"SELECT COUNT(*), COUNT(last_error) FROM jobs {jobs_cond}", params
+    ).fetchone()
+    usage = conn.execute(
+        "SELECT purpose, SUM(calls), SUM(failed), SUM(prompt_tokens), SUM(completion_tokens) "
+        f"FROM llm_usage {jobs_cond} GROUP BY purpose ORDER BY purpose",
+        params,
+    ).fetchall()
     return StoreStats(
         records=kinds, users=users, sessions=sessions, size_bytes=pages * page_size,
         embedder=None if row is None else str(row[0]), dim=dim,
+        pending_jobs=int(pending), failed_jobs=int(failed),
+        llm={
+            p: {"calls": int(c), "failed": int(f), "prompt_tokens": int(pt),
+                "completion_tokens": int(ct)}
+            for p, c, f, pt, ct in usage
+        },
     )  # fmt: skip

@@ -14,8 +14,10 @@ from engram.types import HistoryEvent, KeyRef, MemoryRecord, RecordFilter, Recor
 
 __all__ = [
     "AFTER_SQL",
+    "HISTORY_COLUMNS",
     "RECORD_COLUMNS",
     "REF_COLUMNS",
+    "V1_COLUMNS",
     "after_params",
     "from_iso",
     "owned_rows",
@@ -26,13 +28,14 @@ __all__ = [
     "where_sql",
 ]
 
-RECORD_COLUMNS = (
+V1_COLUMNS = (
     "id, user_id, agent_id, session_id, kind, role, name, seq, text, timestamp, created_at, "
     "valid_from, valid_to, provenance, message_ids, metadata"
-)
+)  # the columns of schema versions 1 and 2 (read by the migrations)
+RECORD_COLUMNS = V1_COLUMNS + ", expired_at, superseded_by"
 
 
-REF_COLUMNS = "id, kind, provenance, name, timestamp, text"
+REF_COLUMNS = "id, kind, provenance, name, timestamp, text, valid_from, valid_to, expired_at"
 _KINDS = {kind.value: kind for kind in RecordKind}
 
 
@@ -79,12 +82,17 @@ def record_params(record: MemoryRecord) -> tuple[Any, ...]:
         json.dumps(list(record.provenance)),
         json.dumps(list(record.message_ids)),
         json.dumps(dict(record.metadata), ensure_ascii=False),
+        to_iso(record.expired_at),
+        record.superseded_by,
     )
 
 
 def record_from_row(row: sqlite3.Row | tuple[Any, ...]) -> MemoryRecord:
+    """A record from the ``RECORD_COLUMNS`` (or the ``V1_COLUMNS``) of a row."""
+    values = tuple(row)
     (rid, user_id, agent_id, session_id, kind, role, name, seq, text, timestamp, created_at,
-     valid_from, valid_to, provenance, message_ids, metadata) = tuple(row)  # fmt: skip
+     valid_from, valid_to, provenance, message_ids, metadata) = values[:16]  # fmt: skip
+    expired_at, superseded_by = values[16:] if len(values) > 16 else (None, None)
     return MemoryRecord(
         id=rid,
         kind=RecordKind(kind),
@@ -102,18 +110,28 @@ def record_from_row(row: sqlite3.Row | tuple[Any, ...]) -> MemoryRecord:
         valid_from=from_iso(valid_from),
         valid_to=from_iso(valid_to),
         metadata={} if metadata == "{}" else json.loads(metadata),
+        expired_at=from_iso(expired_at),
+        superseded_by=superseded_by,
     )
 
 
+HISTORY_COLUMNS = "id, record_id, user_id, event, old_text, new_text, at, reason"
+
+
 def history_from_row(row: tuple[Any, ...]) -> HistoryEvent:
-    hid, record_id, user_id, event, old_text, new_text, at = row
-    return HistoryEvent(hid, record_id, user_id, event, old_text, new_text, _required_iso(at))
+    hid, record_id, user_id, event, old_text, new_text, at, reason = row
+    return HistoryEvent(
+        hid, record_id, user_id, event, old_text, new_text, _required_iso(at), reason
+    )
 
 
 def ref_from_row(row: tuple[Any, ...]) -> KeyRef:
     """A :class:`KeyRef` from the ``REF_COLUMNS`` of a row."""
-    rid, kind, provenance, name, timestamp, text = row
-    return KeyRef(rid, _KINDS[kind], _strings(provenance), name, _required_iso(timestamp), text)
+    rid, kind, provenance, name, timestamp, text, valid_from, valid_to, expired_at = row
+    return KeyRef(
+        rid, _KINDS[kind], _strings(provenance), name, _required_iso(timestamp), text,
+        from_iso(valid_from), from_iso(valid_to), from_iso(expired_at),
+    )  # fmt: skip
 
 
 def where_sql(where: RecordFilter, alias: str = "") -> tuple[str, list[object]]:
@@ -130,6 +148,13 @@ def where_sql(where: RecordFilter, alias: str = "") -> tuple[str, list[object]]:
     if where.kinds:
         clauses.append(f"{p}kind IN ({', '.join('?' * len(where.kinds))})")
         params.extend(k.value for k in where.kinds)
+    if where.as_of is not None:  # as valid_at(): ISO strings in UTC compare as the times do
+        clauses.append(
+            f"(CASE WHEN {p}kind = 'fact' THEN COALESCE({p}valid_from, {p}timestamp) <= ? "
+            f"AND ({p}valid_to IS NULL OR {p}valid_to > ?) ELSE {p}timestamp <= ? END)"
+        )
+        when = to_iso(where.as_of)
+        params.extend([when, when, when])
     return " AND ".join(clauses), params
 
 

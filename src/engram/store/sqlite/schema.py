@@ -68,9 +68,41 @@ CREATE VIRTUAL TABLE records_fts USING fts5 (
 );
 """
 
+# Version 3: the LLM layer. Facts' second clock (expired_at) and successor; the reason of a
+# consolidation decision in the history; the queue of deferred extractions (a job is claimable
+# from available_at: a claim moves it on by the lease, a failure to the retry time); LLM usage
+# totals per user and purpose.
+_V3 = """
+ALTER TABLE records ADD COLUMN expired_at TEXT;
+ALTER TABLE records ADD COLUMN superseded_by TEXT;
+ALTER TABLE history ADD COLUMN reason TEXT;
+CREATE TABLE jobs (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id      TEXT NOT NULL,
+    session_id   TEXT NOT NULL,
+    turn_ids     TEXT NOT NULL,
+    enqueued_at  TEXT NOT NULL,
+    available_at TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT
+);
+CREATE INDEX jobs_available ON jobs (available_at, id);
+CREATE INDEX jobs_user ON jobs (user_id, session_id);
+CREATE TABLE llm_usage (
+    user_id           TEXT NOT NULL,
+    purpose           TEXT NOT NULL,
+    calls             INTEGER NOT NULL DEFAULT 0,
+    failed            INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, purpose)
+) WITHOUT ROWID;
+CREATE INDEX records_superseded ON records (superseded_by) WHERE superseded_by IS NOT NULL;
+"""
+
 Migration = str | Callable[[sqlite3.Connection], None]
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, v2_user_statistics)
+MIGRATIONS: tuple[Migration, ...] = (_V1, v2_user_statistics, _V3)
 
 
 def not_engrams(path: str, tables: list[str], application_id: int, version: int) -> StoreError:

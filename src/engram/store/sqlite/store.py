@@ -7,6 +7,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,9 +20,9 @@ from engram.errors import (
     ScopeError,
     StoreError,
 )
-from engram.store.base import ScoredId, SessionTail, Sources
+from engram.store.base import FactChange, Job, ScoredId, SessionTail, Sources
 from engram.store.lexical import query_stems
-from engram.store.sqlite import lexical
+from engram.store.sqlite import facts, lexical
 from engram.store.sqlite.connect import (
     in_memory,
     open_database,
@@ -49,6 +50,7 @@ from engram.store.sqlite.ops import (
 from engram.store.sqlite.readers import ReadConnections
 from engram.store.sqlite.rows import (
     AFTER_SQL,
+    HISTORY_COLUMNS,
     RECORD_COLUMNS,
     REF_COLUMNS,
     after_params,
@@ -68,9 +70,14 @@ from engram.types import (
     RecordFilter,
     RecordKind,
     StoreStats,
+    Usage,
 )
 
 __all__ = ["SqliteStore"]
+
+# What a hard delete of a record takes with it: the index keys built from it, and the derived
+# memories (facts, summaries) that cite it, whose text may repeat what it said.
+_DELETED_WITH_SOURCE = (*DERIVED_KEY_KINDS, RecordKind.FACT, RecordKind.SUMMARY)
 
 
 _Row = TypeVar("_Row")
@@ -187,6 +194,7 @@ class SqliteStore:
         vectors: Vectors,
         *,
         expect: SessionTail | None = None,
+        jobs: Sequence[Job] = (),
     ) -> builtins.list[MemoryRecord]:
         self._check(records, vectors)
         with self._lock:
@@ -194,6 +202,7 @@ class SqliteStore:
                 if expect is not None:
                     check_tail(conn, expect, [r.id for r in records])
                 inserted = insert_records(conn, records, vectors)
+                facts.enqueue(conn, jobs)
                 users = dict.fromkeys(r.user_id for r, _ in inserted)
                 generations = {user: bump(conn, user) for user in users}  # once per user
             for user_id, step in generations.items():
@@ -254,7 +263,9 @@ class SqliteStore:
         with self._lock:  # caches follow the writes in commit order
             with self._tx() as conn:
                 record = get_record(conn, user_id, record_id)
-                keys = [r for r in derived(conn, user_id, record_id) if r.kind in DERIVED_KEY_KINDS]
+                keys = [
+                    r for r in derived(conn, user_id, record_id) if r.kind in _DELETED_WITH_SOURCE
+                ]
                 doomed = [record_id, *(r.id for r in keys)]
                 rowids = delete_rows(conn, user_id, doomed)
                 write_history(conn, [(gone, "DELETE", None, None) for gone in (record, *keys)])
@@ -268,10 +279,12 @@ class SqliteStore:
             if session_id is None:  # nothing may name the user any more
                 with self._tx() as conn:
                     count = forget_user(conn, user_id)
+                    facts.forget_jobs(conn, user_id, None)
                 self._matrices.drop(user_id)
             else:
                 with self._tx() as conn:
                     ids, rowids = forget_session(conn, user_id, session_id)
+                    facts.forget_jobs(conn, user_id, session_id)
                     step = bump(conn, user_id)
                 count = len(ids)
                 self._matrices.advance(user_id, step, lambda m: m.remove(rowids, ids))
@@ -354,7 +367,7 @@ class SqliteStore:
     def history(self, user_id: str, record_id: str) -> builtins.list[HistoryEvent]:
         with self._reading() as conn:
             rows = conn.execute(
-                "SELECT id, record_id, user_id, event, old_text, new_text, at FROM history "
+                f"SELECT {HISTORY_COLUMNS} FROM history "
                 "WHERE user_id = ? AND record_id = ? ORDER BY id",
                 (user_id, record_id),
             ).fetchall()
@@ -407,6 +420,38 @@ class SqliteStore:
     def stats(self, user_id: str | None = None) -> StoreStats:
         with self._reading() as conn:
             return store_stats(conn, user_id, self._dim)
+
+    # -- the LLM layer --------------------------------------------------------------------------
+
+    def consolidate(self, change: FactChange, vectors: Vectors) -> builtins.list[MemoryRecord]:
+        user_id, added = change.user_id, len(change.add)
+        if len(vectors) != added + len(change.rewrite):
+            raise StoreError(f"{added + len(change.rewrite)} facts but {len(vectors)} vectors")
+        self._check(change.add, vectors[:added])
+        with self._lock:  # caches follow the writes in commit order
+            with self._tx() as conn:
+                inserted, rewritten, changed = facts.apply_change(conn, change, vectors)
+                step = bump(conn, user_id)
+            rows, new = rows_of(inserted, vectors[:added])
+            self._matrices.advance(
+                user_id, step, lambda m: m.replace(changed, vectors[added:]).append(rows, new)
+            )
+            self._speakers.advance(user_id, step, lambda known: known)  # facts have no speaker
+        return [record for record, _ in inserted] + rewritten
+
+    def claim_jobs(
+        self, *, now: datetime, lease_seconds: float, limit: int, user_id: str | None = None
+    ) -> builtins.list[Job]:
+        with self._tx() as conn:
+            return facts.claim(conn, now, lease_seconds, limit, user_id)
+
+    def release_job(self, job_id: int, *, error: str, retry_at: datetime) -> None:
+        with self._tx() as conn:
+            facts.release(conn, job_id, error, retry_at)
+
+    def record_usage(self, user_id: str, purpose: str, usage: Usage) -> None:
+        with self._tx() as conn:
+            facts.add_usage(conn, user_id, purpose, usage)
 
     def close(self) -> None:
         """Close every connection (a read still running closes its own when it ends)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from engram.store.sqlite import lexical
-from engram.store.sqlite.rows import RECORD_COLUMNS, record_from_row
+from engram.store.sqlite.rows import V1_COLUMNS, record_from_row
 
 __all__ = ["v2_user_statistics"]
 
@@ -48,8 +48,7 @@ def v2_user_statistics(conn: sqlite3.Connection) -> None:
     last = 0
     while True:
         rows = conn.execute(
-            f"SELECT rowid, {RECORD_COLUMNS} FROM records WHERE rowid > ? "
-            "ORDER BY rowid LIMIT 2000",
+            f"SELECT rowid, {V1_COLUMNS} FROM records WHERE rowid > ? ORDER BY rowid LIMIT 2000",
             (last,),
         ).fetchall()
         if not rows:
