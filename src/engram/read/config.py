@@ -24,7 +24,8 @@ class SearchConfig:
       sentence of a turn that has several) and turns (a one-sentence turn is its own sentence);
       a turn scores its best sentence.
     - ``key_kinds``: which records serve as index keys; a key's hit counts for the turns it
-      points to (a round key points to its user and assistant turns).
+      points to (a round key points to its user and assistant turns, a fact to the turns it
+      was extracted from; retired facts are keys only for a search ``as_of`` their time).
     - ``candidates``: how many keys each retriever returns before fusion.
     - ``key_decay``: how a turn's score adds up over the keys that found it, best first:
       ``s1 + d * s2 + d**2 * s3 ...`` (0: its best key alone).
@@ -48,7 +49,9 @@ class SearchConfig:
     lexical: bool = True
     semantic: bool = True
     sentence: bool = False
-    key_kinds: tuple[RecordKind, ...] = (RecordKind.TURN, RecordKind.ROUND, RecordKind.WINDOW)
+    key_kinds: tuple[RecordKind, ...] = (
+        RecordKind.TURN, RecordKind.ROUND, RecordKind.WINDOW, RecordKind.FACT,
+    )  # fmt: skip
     candidates: int = 100
     key_decay: float = 0.0
     fusion: Fusion = "rrf"

@@ -28,6 +28,7 @@ from engram.types import (
     RecordKind,
     RetrieverScore,
     SessionHit,
+    valid_at,
 )
 
 __all__ = ["aggregate_sessions", "keys_to_values", "search"]
@@ -43,19 +44,20 @@ class ValueRanking:
     ranks: dict[str, int]  # 1-based position in ``order``
 
 
-def _values_of(key: KeyRef) -> tuple[str, ...]:
-    if key.kind is RecordKind.TURN:
+def _values_of(key: KeyRef, own: bool = False) -> tuple[str, ...]:
+    if own or key.kind is RecordKind.TURN:
         return (key.id,)
     return key.provenance
 
 
 def keys_to_values(
-    hits: Sequence[ScoredId], keys: Mapping[str, KeyRef], *, decay: float = 0.0
+    hits: Sequence[ScoredId], keys: Mapping[str, KeyRef], *, decay: float = 0.0, own: bool = False
 ) -> ValueRanking:
     """Turn a ranked list of key ids (best first) into a ranking of the values they point to.
     A value scores ``s1 + decay * s2 + decay**2 * s3 + ...`` over the scores of its keys, best
     first: with ``decay=0`` the score of its best key; with ``decay>0`` a turn found through
-    its own key and its windows outranks a neighbour carried along by one window."""
+    its own key and its windows outranks a neighbour carried along by one window. With
+    ``own``, every key is its own value (a search for facts)."""
     scores: dict[str, float] = {}
     found: dict[str, int] = {}
     matched: dict[str, list[str]] = {}
@@ -63,7 +65,7 @@ def keys_to_values(
         key = keys.get(key_id)
         if key is None:
             continue
-        for value in _values_of(key):
+        for value in _values_of(key, own):
             n = found.get(value, 0)
             if n == 0 or decay > 0.0:
                 scores[value] = scores.get(value, 0.0) + score * decay**n
@@ -82,7 +84,7 @@ def _fuse(rankings: Mapping[str, ValueRanking], config: SearchConfig) -> list[tu
 
 def _retrieve(
     store: Store, embed_query: Callable[[str], Vectors], query: str, where: RecordFilter,
-    config: SearchConfig,
+    config: SearchConfig, *, sentences: bool = True,
 ) -> dict[str, list[ScoredId]]:  # fmt: skip
     retrieved: dict[str, list[ScoredId]] = {}
     if config.lexical:
@@ -93,9 +95,9 @@ def _retrieve(
     vector = embed_query(masked)
     if config.semantic:
         retrieved["semantic"] = store.vector_search(vector, where, config.candidates)
-    if config.sentence:
-        sentences = replace(where, kinds=(RecordKind.SENTENCE, RecordKind.TURN))
-        retrieved["sentence"] = store.vector_search(vector, sentences, config.candidates)
+    if config.sentence and sentences:
+        of_turns = replace(where, kinds=(RecordKind.SENTENCE, RecordKind.TURN))
+        retrieved["sentence"] = store.vector_search(vector, of_turns, config.candidates)
     return retrieved
 
 
@@ -108,20 +110,29 @@ def search(
     limit: int,
     config: SearchConfig,
     now: datetime,
+    as_of: datetime | None = None,
+    facts: bool = False,
 ) -> list[Hit]:
-    """Search one user's memory and return up to ``limit`` turns, best first."""
-    where = RecordFilter(scope.user_id, scope.agent_id, scope.session_id, config.key_kinds)
-    retrieved = _retrieve(store, embed_query, query, where, config)
+    """Search one user's memory and return up to ``limit`` turns (with ``facts``: facts),
+    best first. Keys and results are what was part of memory at ``as_of``
+    (:func:`~engram.types.valid_at`; None: now, so retired facts are no keys)."""
+    kinds = (RecordKind.FACT,) if facts else config.key_kinds
+    where = RecordFilter(scope.user_id, scope.agent_id, scope.session_id, kinds)
+    retrieved = _retrieve(store, embed_query, query, where, config, sentences=not facts)
     key_ids = list(dict.fromkeys(rid for hits in retrieved.values() for rid, _ in hits))
-    keys = {r.id: r for r in store.get_refs(scope.user_id, key_ids)}
+    keys = {r.id: r for r in store.get_refs(scope.user_id, key_ids) if valid_at(r, as_of)}
     rankings = {  # a turn scores its best sentence: the sentences of one turn are one text
-        name: keys_to_values(hits, keys, decay=0.0 if name == "sentence" else config.key_decay)
+        name: keys_to_values(
+            hits, keys, decay=0.0 if name == "sentence" else config.key_decay, own=facts
+        )
         for name, hits in retrieved.items()
     }
     fused = _fuse(rankings, config)
     refs = dict(keys)
     refs.update(
-        (r.id, r) for r in store.get_refs(scope.user_id, [v for v, _ in fused if v not in keys])
+        (r.id, r)
+        for r in store.get_refs(scope.user_id, [v for v, _ in fused if v not in keys])
+        if valid_at(r, as_of)
     )
     rescore = _rescorer(query, config, now)
     scored = [(score * rescore(refs[v]), refs[v]) for v, score in fused if v in refs]

@@ -25,7 +25,7 @@ import numpy as np
 
 from engram.embed.base import Vectors
 from engram.errors import ConflictError, NotFoundError, StoreError
-from engram.store.base import SessionTail, Sources, Store
+from engram.store.base import Job, SessionTail, Sources, Store
 from engram.types import MemoryRecord, RecordKind
 from engram.write.ingest import (
     build_rounds,
@@ -84,9 +84,11 @@ class WritePipeline:
         agent_id: str | None,
         default_time: datetime,
         now: datetime,
+        queue: bool = False,
     ) -> list[MemoryRecord]:
         """Store the messages not stored yet at the end of their session; the turn record of
-        every message, in order."""
+        every message, in order. With ``queue``, a :class:`Job` to extract facts from the new
+        turns is queued in the same transaction."""
         keys = turn_keys(messages)
         ids = [record_id(user_id, session_id, RecordKind.TURN, k) for k in keys]
         memo = _Memo(self.embed, self.dim)
@@ -105,8 +107,9 @@ class WritePipeline:
                 default_time=default_time, now=now,
             )  # fmt: skip
             tail = SessionTail(user_id, session_id, tuple((t.id, t.text) for t in previous))
+            jobs = [Job(user_id, session_id, tuple(t.id for t in turns), now)] if queue else []
             try:
-                self._store_new(turns, previous, now, memo, tail)
+                self._store_new(turns, previous, now, memo, tail, jobs)
             except ConflictError:
                 continue  # another writer appended to this session meanwhile: build again
             by_id = existing | {t.id: t for t in turns}
@@ -123,6 +126,7 @@ class WritePipeline:
         now: datetime,
         memo: _Memo,
         tail: SessionTail,
+        jobs: Sequence[Job],
     ) -> None:
         """Embed new turns and their sentence keys; give round and window keys the mean of
         their turns' vectors (or embed their text); insert it all if the tail still holds."""
@@ -141,7 +145,7 @@ class WritePipeline:
             known.update(zip(older, self._vectors(turns[0].user_id, older), strict=True))
             records = [*embedded, *spans]
             vectors = np.vstack([vectors, span_vectors(spans, known, self.dim())])
-        inserted = self.store.add(records, vectors, expect=tail)
+        inserted = self.store.add(records, vectors, expect=tail, jobs=jobs)
         if len(inserted) != len(records):  # a conditional add inserts all or raises
             raise StoreError(f"{len(records) - len(inserted)} new records were not stored")
 
