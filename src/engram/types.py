@@ -19,10 +19,13 @@ __all__ = [
     "DERIVED_KEY_KINDS",
     "MAX_ID_CHARS",
     "VECTOR_ONLY_KINDS",
+    "Answer",
     "HistoryEvent",
     "Hit",
+    "JobReport",
     "KeyRef",
     "MemoryRecord",
+    "ProcessReport",
     "RecordFilter",
     "RecordKind",
     "RetrieverScore",
@@ -300,3 +303,50 @@ class Usage:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
         }
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer from memory: its text, the records it cites (in context order), every
+    record the model was shown, and what the call cost."""
+
+    text: str
+    citations: tuple[MemoryRecord, ...]
+    context: tuple[MemoryRecord, ...]
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class JobReport:
+    """What one job did: counts of each action, and the usage of its LLM calls."""
+
+    job_id: int
+    actions: dict[str, int]
+    rejected: int
+    usage: Usage
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ProcessReport:
+    """What a :meth:`~engram.Memory.process_pending` call did."""
+
+    jobs: tuple[JobReport, ...] = ()
+
+    @property
+    def done(self) -> int:
+        return sum(1 for j in self.jobs if j.error is None)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for j in self.jobs if j.error is not None)
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for job in self.jobs:
+            total = total + job.usage
+        return total
+
+    def count(self, verb: str) -> int:
+        return sum(j.actions.get(verb, 0) for j in self.jobs)

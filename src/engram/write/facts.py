@@ -20,7 +20,7 @@ from engram.embed.base import Vectors
 from engram.errors import LLMError, NotFoundError
 from engram.llm.base import LLM, UsageMeter
 from engram.store.base import Job, Store
-from engram.types import RecordFilter, RecordKind, Usage, valid_at
+from engram.types import JobReport, ProcessReport, RecordFilter, RecordKind, valid_at
 from engram.write.consolidate import (
     Action,
     ConsolidationConfig,
@@ -35,45 +35,9 @@ from engram.write.consolidate import (
 )
 from engram.write.extract import Candidate, extract
 
-__all__ = ["FactPipeline", "JobReport", "ProcessReport"]
+__all__ = ["FactPipeline"]
 
 log = logging.getLogger("engram.facts")
-
-
-@dataclass(frozen=True)
-class JobReport:
-    """What one job did: counts of each action, and the usage of its LLM calls."""
-
-    job_id: int
-    actions: dict[str, int]
-    rejected: int
-    usage: Usage
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class ProcessReport:
-    """What a :meth:`~engram.Memory.process_pending` call did."""
-
-    jobs: tuple[JobReport, ...] = ()
-
-    @property
-    def done(self) -> int:
-        return sum(1 for j in self.jobs if j.error is None)
-
-    @property
-    def failed(self) -> int:
-        return sum(1 for j in self.jobs if j.error is not None)
-
-    @property
-    def usage(self) -> Usage:
-        total = Usage()
-        for job in self.jobs:
-            total = total + job.usage
-        return total
-
-    def count(self, verb: str) -> int:
-        return sum(j.actions.get(verb, 0) for j in self.jobs)
 
 
 @dataclass(frozen=True)
