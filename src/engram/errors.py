@@ -111,4 +111,3 @@ class LLMUnavailableError(LLMError):
 
 class LLMOutputError(LLMError):
     """The model's answers were not JSON matching the schema, after the bounded retries."""
-
