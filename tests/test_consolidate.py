@@ -165,8 +165,8 @@ def test_decide_settled_branches_need_no_model():
     assert decide(Triage("add"), None, {}).verb == "ADD"
 
 
-def plan(*items, usage=Usage(calls=2)):
-    return plan_change("u", list(items), now=NOW, usage=usage, job_id=7)
+def plan(*items):
+    return plan_change("u", list(items), now=NOW, usage=Usage(calls=2), job_id=7)
 
 
 def item(c, action):

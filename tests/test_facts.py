@@ -167,7 +167,7 @@ def test_system_and_boilerplate_turns_are_not_shown(tmp_path):
 def test_extraction_is_batched(tmp_path):
     llm, model = rule_llm()
     mem = memory(tmp_path, llm, extraction_batch=4)
-    hobbies = "chess go tea jazz golf rugby opera sushi tennis poetry".split()
+    hobbies = ["chess", "go", "tea", "jazz", "golf", "rugby", "opera", "sushi", "tennis", "poem"]
     say(mem, "s1", "2023-05-08", *[f"I like {h}." for h in hobbies])
     assert [name for name, _ in model.prompts].count("Extraction") == 3  # 4 + 4 + 2 turns
     assert len(facts(mem)) == 10
