@@ -133,22 +133,22 @@ def test_triage_branches():
             ),
             "UPDATE",
             "detail",
-        ),  # fmt: skip
+        ),
         (
             Decision(fact=1, action="UPDATE", target="k1", reason="x"),
             "ADD",
             "the model asked for an UPDATE without text",
-        ),  # fmt: skip
+        ),
         (
             Decision(fact=1, action="SUPERSEDE", target="k7", reason="x"),
             "ADD",
             "the model named an unknown fact 'k7'",
-        ),  # fmt: skip
+        ),
         (
             Decision(fact=1, action="SUPERSEDE", reason="x"),
             "ADD",
             "the model named an unknown fact None",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_decide_checks_the_models_answer(decision, verb, reason):
