@@ -232,13 +232,15 @@ def test_connection_refused_is_unavailable() -> None:
         port = sock.getsockname()[1]
     meter = UsageMeter()
     llm = OpenAICompatibleLLM(
-        f"http://127.0.0.1:{port}/v1", "m", api_key=KEY, max_attempts=3, backoff=0.01
+        f"http://me:hunter2@127.0.0.1:{port}/v1", "m", api_key=KEY, max_attempts=3, backoff=0.01
     )
     start = time.monotonic()
     with llm, pytest.raises(LLMUnavailableError, match="cannot reach") as caught:
         llm.complete_json(ASK, Facts, meter=meter)
     assert time.monotonic() - start < 3.0
     assert KEY not in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+    assert "hunter2" not in repr(llm)
     assert (meter.total.calls, meter.total.failed) == (0, 3)
 
 

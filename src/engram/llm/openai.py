@@ -39,6 +39,7 @@ Form = Literal["json_schema", "json_object"]
 _MESSAGE_CHARS = 300
 _FORMAT_WORDS = re.compile(r"response_format|json_schema", re.IGNORECASE)
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_-]")
+_USERINFO = re.compile(r"://[^/@]*@")
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class OpenAICompatibleLLM:
     ) -> None:
         _check_arguments(base_url, model, timeout, response_format, max_retries, max_attempts)
         self._url = base_url.rstrip("/") + "/chat/completions"
+        self._shown_url = _USERINFO.sub("://", self._url)  # no user:password@ in messages
         self._model = model
         self._key = api_key or None
         self._timeout = timeout
@@ -140,7 +142,7 @@ class OpenAICompatibleLLM:
         self.close()
 
     def __repr__(self) -> str:
-        return f"OpenAICompatibleLLM({self._url!r}, {self._model!r})"
+        return f"OpenAICompatibleLLM({self._shown_url!r}, {self._model!r})"
 
     # -- one answer: transport attempts, and the json_schema -> json_object fallback --
 
@@ -170,7 +172,7 @@ class OpenAICompatibleLLM:
             if not outcome.retryable or attempt >= self._max_attempts:
                 tries = "not retried" if not outcome.retryable else f"{attempt} attempt(s)"
                 raise LLMUnavailableError(
-                    f"{self.name} at {self._url}: {outcome.problem} ({tries}){refused}"
+                    f"{self.name} at {self._shown_url}: {outcome.problem} ({tries}){refused}"
                 )
             time.sleep(self._delay(attempt, outcome.retry_after))
 
