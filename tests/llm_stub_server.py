@@ -28,10 +28,12 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+# What llama-cpp-python 0.3.36's server answers a json_schema response_format with (HTTP 500).
 LLAMA_CPP_PYTHON_500 = (
-    "1 validation error for CreateChatCompletionRequest\n"
-    "response_format.type\n  Input should be 'text' or 'json_object' "
-    "[type=literal_error, input_value='json_schema', input_type=str]"
+    "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', "
+    "'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', "
+    "'ctx': {'expected': \"'text' or 'json_object'\"}}\n\n  File \"llama_cpp/server/app.py\", "
+    "line 376, in create_chat_completion\n    POST /v1/chat/completions"
 )
 DEFAULT_USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
 

@@ -115,13 +115,15 @@ def test_valid_answer_and_the_request_it_came_from(stub: Stub) -> None:
     assert KEY not in repr(llm)
 
 
-def test_5xx_then_ok_is_retried(stub: Stub) -> None:
-    stub.script({"status": 503, "message": "loading"}, {"status": 502}, {"content": GOOD})
+def test_5xx_and_408_then_ok_are_retried(stub: Stub) -> None:
+    stub.script(
+        {"status": 503, "message": "loading"}, {"status": 502}, {"status": 408}, {"content": GOOD}
+    )
     meter = UsageMeter()
-    with client(stub) as llm:
+    with client(stub, max_attempts=4) as llm:
         assert llm.complete_json(ASK, Facts, meter=meter).facts[0].year == 2021
-    assert len(stub.requests()) == 3
-    assert (meter.total.calls, meter.total.failed) == (1, 2)
+    assert len(stub.requests()) == 4
+    assert (meter.total.calls, meter.total.failed) == (1, 3)
 
 
 def test_5xx_until_spent_is_unavailable(stub: Stub) -> None:
@@ -232,13 +234,15 @@ def test_connection_refused_is_unavailable() -> None:
         port = sock.getsockname()[1]
     meter = UsageMeter()
     llm = OpenAICompatibleLLM(
-        f"http://127.0.0.1:{port}/v1", "m", api_key=KEY, max_attempts=3, backoff=0.01
+        f"http://me:hunter2@127.0.0.1:{port}/v1", "m", api_key=KEY, max_attempts=3, backoff=0.01
     )
     start = time.monotonic()
     with llm, pytest.raises(LLMUnavailableError, match="cannot reach") as caught:
         llm.complete_json(ASK, Facts, meter=meter)
     assert time.monotonic() - start < 3.0
     assert KEY not in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+    assert "hunter2" not in repr(llm)
     assert (meter.total.calls, meter.total.failed) == (0, 3)
 
 

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from engram.llm.openai import OpenAICompatibleLLM
     from engram.llm.settings import LLMSettings, make_llm
 
+    def _implement_the_protocol(real: OpenAICompatibleLLM, fake: ScriptedLLM) -> list[LLM]:
+        return [real, fake]  # mypy checks that both are LLMs
+
+
 __all__ = [
     "LLM",
     "ChatMessage",

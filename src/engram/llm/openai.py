@@ -6,7 +6,7 @@ The schema goes in ``response_format`` in one of two forms: OpenAI's
 ``{"type": "json_object", "schema": ...}``. In ``"auto"`` mode the first is tried, and an
 endpoint that refuses it (llama-cpp-python answers it with HTTP 500) gets the second from then
 on. Answers are validated, and retried with a correction, by the loop in ``engram.llm._retry``;
-this module retries the transport: timeouts, refused connections, 5xx and 429.
+this module retries the transport: timeouts, refused connections, 5xx, 408 and 429.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ Form = Literal["json_schema", "json_object"]
 _MESSAGE_CHARS = 300
 _FORMAT_WORDS = re.compile(r"response_format|json_schema", re.IGNORECASE)
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_-]")
+_USERINFO = re.compile(r"://[^/@]*@")
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class OpenAICompatibleLLM:
     ``http://localhost:11434/v1``), asked for JSON matching a pydantic schema.
 
     ``timeout`` is per request (connect, and each wait for data); ``max_attempts`` requests
-    are made per answer when the transport fails (timeouts, refused connections, 5xx, 429,
+    are made per answer when the transport fails (timeouts, refused connections, 5xx, 408, 429,
     waiting ``backoff`` seconds doubling up to ``max_backoff``, or what ``Retry-After`` says up
     to ``max_retry_after``); other 4xx statuses (a bad key, an unknown model) fail at once.
     ``max_retries`` more answers are asked for when one is not JSON for the schema. One
@@ -83,6 +84,7 @@ class OpenAICompatibleLLM:
     ) -> None:
         _check_arguments(base_url, model, timeout, response_format, max_retries, max_attempts)
         self._url = base_url.rstrip("/") + "/chat/completions"
+        self._shown_url = _USERINFO.sub("://", self._url)  # no user:password@ in messages
         self._model = model
         self._key = api_key or None
         self._timeout = timeout
@@ -140,7 +142,7 @@ class OpenAICompatibleLLM:
         self.close()
 
     def __repr__(self) -> str:
-        return f"OpenAICompatibleLLM({self._url!r}, {self._model!r})"
+        return f"OpenAICompatibleLLM({self._shown_url!r}, {self._model!r})"
 
     # -- one answer: transport attempts, and the json_schema -> json_object fallback --
 
@@ -170,7 +172,7 @@ class OpenAICompatibleLLM:
             if not outcome.retryable or attempt >= self._max_attempts:
                 tries = "not retried" if not outcome.retryable else f"{attempt} attempt(s)"
                 raise LLMUnavailableError(
-                    f"{self.name} at {self._url}: {outcome.problem} ({tries}){refused}"
+                    f"{self.name} at {self._shown_url}: {outcome.problem} ({tries}){refused}"
                 )
             time.sleep(self._delay(attempt, outcome.retry_after))
 
@@ -225,7 +227,7 @@ class OpenAICompatibleLLM:
             and status in (400, 422, 500)
             and _FORMAT_WORDS.search(message) is not None
         )
-        if status == 429 or status >= 500:
+        if status in (408, 429) or status >= 500:
             return _Failure(problem, True, _retry_after(response), refused)
         return _Failure(problem, False, None, refused)
 
