@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from engram import HashEmbedder, Memory, SentenceTransformerEmbedder, SqliteStore, Store
+from llama_server import LlamaServer, start_llama
 from servers import engram_env
 
 StoreFactory = Callable[[], Store]
@@ -65,3 +66,11 @@ def server_env() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def bundled_embedder() -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder()
+
+
+@pytest.fixture(scope="session")
+def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """One real llama.cpp server for the session (tests/llama_server.py)."""
+    server = start_llama(tmp_path_factory.mktemp("llama"))
+    yield server
+    server.stop()

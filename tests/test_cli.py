@@ -358,7 +358,7 @@ def test_get_delete_history(sample: Any) -> None:
     events = sample("history", first["id"], "--user", "demo").json
     assert [e["event"] for e in events] == ["ADD", "DELETE"]
     assert events[1]["old_text"] is None  # a hard delete erases the text from the history too
-    assert set(events[0]) == {"id", "record_id", "event", "old_text", "new_text", "at"}
+    assert set(events[0]) == {"id", "record_id", "event", "old_text", "new_text", "at", "reason"}
 
 
 @pytest.mark.parametrize("command", ["get", "delete", "history"])

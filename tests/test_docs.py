@@ -18,7 +18,8 @@ from engram.config import EMBEDDER_SPECS
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 # documented under "Global options"
 COMMON = {
-    "--db", "--embedder", "--embed-cache", "--server", "--api-key", "--pretty", "--help", "-h",
+    "--db", "--embedder", "--embed-cache", "--server", "--api-key", "--llm", "--llm-model",
+    "--pretty", "--help", "-h",
 }  # fmt: skip
 
 

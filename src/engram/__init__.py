@@ -39,10 +39,13 @@ from engram.memory import Memory
 from engram.read import HYBRID, LEXICAL, PRESETS, SEMANTIC, SearchConfig
 from engram.store import SqliteStore, Store
 from engram.types import (
+    Answer,
     HistoryEvent,
     Hit,
+    JobReport,
     KeyRef,
     MemoryRecord,
+    ProcessReport,
     RecordFilter,
     RecordKind,
     RetrieverScore,
@@ -59,6 +62,7 @@ __all__ = [
     "PRESETS",
     "SEMANTIC",
     "AccessError",
+    "Answer",
     "AuthenticationError",
     "BatchingEmbedder",
     "Client",
@@ -73,6 +77,7 @@ __all__ = [
     "HistoryEvent",
     "Hit",
     "InvalidInputError",
+    "JobReport",
     "KeyRef",
     "LLMError",
     "LLMOutputError",
@@ -82,6 +87,7 @@ __all__ = [
     "NotFoundError",
     "OpenAIEmbedder",
     "PermissionDeniedError",
+    "ProcessReport",
     "RecordFilter",
     "RecordKind",
     "RetrieverScore",

@@ -11,6 +11,10 @@ variable                    default             meaning
 ``ENGRAM_SERVER``           none                an Engram server's URL: the command line uses it
                                                 (an :class:`~engram.Client`) instead of a file
 ``ENGRAM_API_KEY``          none                the API key sent to that server
+``ENGRAM_LLM_BASE_URL``     none                an OpenAI-compatible LLM endpoint: facts,
+                                                consolidation and answers (docs/llm.md; the
+                                                other ``ENGRAM_LLM_*`` variables are there)
+``ENGRAM_LLM_MODEL``        none                the model it serves
 ==========================  ==================  =============================================
 
 The library itself never reads the environment: ``Memory`` takes its store and embedder as
@@ -29,8 +33,9 @@ from engram.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from engram.embed.base import Embedder
+    from engram.llm.base import LLM
 
-__all__ = ["EMBEDDER_SPECS", "Settings", "make_embedder"]
+__all__ = ["EMBEDDER_SPECS", "Settings", "make_embedder", "make_llm_from"]
 
 EMBEDDER_SPECS = (
     ("bundled", "the bundled all-MiniLM-L6-v2 model, run locally on the CPU (offline)"),
@@ -52,6 +57,8 @@ class Settings:
     embed_cache: str | None = None
     server: str | None = None
     api_key: str | None = field(default=None, repr=False)
+    llm_base_url: str | None = None
+    llm_model: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -70,6 +77,8 @@ class Settings:
             embed_cache=get("ENGRAM_EMBED_CACHE"),
             server=get("ENGRAM_SERVER"),
             api_key=get("ENGRAM_API_KEY"),
+            llm_base_url=get("ENGRAM_LLM_BASE_URL"),
+            llm_model=get("ENGRAM_LLM_MODEL"),
         )
 
     def with_(self, **changes: Any) -> Settings:
@@ -124,3 +133,19 @@ def _model(spec: str, settings: Settings) -> Embedder:
         return OpenAIEmbedder(arg, api_key=settings.openai_api_key)
     known = ", ".join(name for name, _ in EMBEDDER_SPECS)
     raise ConfigurationError(f"unknown embedder {spec!r}; expected one of: {known}")
+
+
+def make_llm_from(settings: Settings) -> LLM | None:
+    """The LLM of ``settings.llm_base_url`` (None: no LLM), with the other ``ENGRAM_LLM_*``
+    variables and the ``[llm]`` table of ``ENGRAM_CONFIG`` (:class:`engram.llm.LLMSettings`).
+    Nothing is contacted until it is used."""
+    if settings.llm_base_url is None:
+        return None
+    try:
+        from engram.llm.settings import LLMSettings, make_llm
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"an LLM is configured but its client is not installed ({exc.name}): "
+            "pip install 'engram-memory[llm]'"
+        ) from None
+    return make_llm(LLMSettings.load(base_url=settings.llm_base_url, model=settings.llm_model))

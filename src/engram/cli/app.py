@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import click
 
 from engram import Client, Memory
-from engram.config import Settings, make_embedder
+from engram.config import Settings, make_embedder, make_llm_from
 from engram.types import short_repr
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "App",
     "agent_option",
     "common_options",
+    "extract_option",
     "iso_date",
     "pass_app",
     "session_option",
@@ -39,12 +40,15 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-LOCAL_OPTIONS = ("db", "embedder", "embed_cache")  # the settings of a local memory
+LOCAL_OPTIONS = ("db", "embedder", "embed_cache", "llm_base_url")  # of a local memory
 SERVER_OPTIONS = ("server", "api_key")  # the settings of a memory on a server
 
 
+_FLAG_NAMES = {"llm_base_url": "--llm"}
+
+
 def _flags(names: tuple[str, ...]) -> str:
-    return " and ".join(f"--{name.replace('_', '-')}" for name in names)
+    return " and ".join(_FLAG_NAMES.get(name, f"--{name.replace('_', '-')}") for name in names)
 
 
 @dataclass
@@ -98,7 +102,7 @@ class App:
                 "'engram add' and 'engram import' create one)"
             )
         embedder = make_embedder(self.settings.embedder, self.settings)
-        return Memory.open(db, embedder=embedder)
+        return Memory.open(db, embedder=embedder, llm=make_llm_from(self.settings))
 
     def close(self) -> None:
         if self._memory is not None:
@@ -136,8 +140,8 @@ def _set_setting(ctx: click.Context, param: click.Parameter, value: Any) -> None
 
 
 def common_options(func: F) -> F:
-    """``--db``, ``--embedder``, ``--embed-cache``, ``--server``, ``--api-key`` and ``--pretty``,
-    accepted by the group and by every command."""
+    """``--db``, ``--embedder``, ``--embed-cache``, ``--server``, ``--api-key``, ``--llm``,
+    ``--llm-model`` and ``--pretty``, accepted by the group and by every command."""
     options = [
         click.option(
             "--db", metavar="PATH", expose_value=False, callback=_set_setting,
@@ -164,6 +168,15 @@ def common_options(func: F) -> F:
             "process list).",
         ),
         click.option(
+            "--llm", "llm_base_url", metavar="URL", expose_value=False, callback=_set_setting,
+            help="An OpenAI-compatible LLM endpoint for facts and answers, e.g. "
+            "http://127.0.0.1:8080/v1 (env ENGRAM_LLM_BASE_URL; default: none, see docs/llm.md).",
+        ),
+        click.option(
+            "--llm-model", "llm_model", metavar="MODEL", expose_value=False,
+            callback=_set_setting, help="The model --llm serves (env ENGRAM_LLM_MODEL).",
+        ),
+        click.option(
             "--pretty", is_flag=True, expose_value=False, callback=_set_setting,
             help="Print a readable table instead of JSON.",
         ),
@@ -184,6 +197,14 @@ def session_option(help_text: str = "Only this session.") -> Callable[[F], F]:
 
 def agent_option(help_text: str = "Only this agent.") -> Callable[[F], F]:
     return click.option("--agent", "agent_id", metavar="AGENT", help=help_text)
+
+
+def extract_option() -> Callable[[F], F]:
+    return click.option(
+        "--extract", type=click.Choice(["sync", "background", "off"]), default=None,
+        help="Extract facts with the LLM: now (sync; the default with --llm), later by "
+        "'engram worker' (background), or not (off; the default without an LLM).",
+    )  # fmt: skip
 
 
 def iso_date(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:

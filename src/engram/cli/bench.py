@@ -17,6 +17,7 @@ import click
 
 from engram import PRESETS
 from engram.cli.app import App, common_options, pass_app
+from engram.cli.bench_qa import qa_options, run_qa_command
 
 __all__ = ["LEVELS", "bench_group", "register", "select_level"]
 
@@ -140,17 +141,32 @@ def bench_group() -> None:
 
 @bench_group.command("locomo")
 @_run_options("1,5,10,20")
+@qa_options
 @pass_app
 def locomo_command(
     app: App, data: str, out: str, presets: tuple[str, ...], limit: int | None, workers: int,
     k_values: list[int] | None, no_baselines: bool, quiet: bool,
+    qa: bool, reader: str | None, reader_model: str | None, judge: str | None,
+    judge_model: str | None, extract_facts: bool, budget: int,
 ) -> None:  # fmt: skip
     """Evidence recall@k on a LoCoMo file (data/locomo10.json of snap-research/LoCoMo).
 
     One in-memory store per conversation; each question with evidence (category 5,
     adversarial, excluded) is searched once and the ranked dia_ids are scored, for every
     --preset and the BM25 and dense baselines. Re-running with the same settings resumes.
+    With --qa: answers judged with LoCoMo's J prompt instead (docs/llm.md).
     """
+    qa_args = dict(
+        qa=qa,
+        reader=reader,
+        reader_model=reader_model,
+        judge=judge,
+        judge_model=judge_model,
+        extract_facts=extract_facts,
+        budget=budget,
+    )
+    if _qa(app, "locomo", data, out, limit, qa_args):
+        return
     _run(
         app, "locomo", data, out, presets=presets, limit=limit, workers=workers,
         k_values=k_values, no_baselines=no_baselines, quiet=quiet,
@@ -164,21 +180,49 @@ def locomo_command(
     "files in --out always hold both).",
 )  # fmt: skip
 @_run_options("1,3,5,10,30,50")
+@qa_options
 @pass_app
 def longmemeval_command(
     app: App, granularity: str | None, data: str, out: str, presets: tuple[str, ...],
     limit: int | None, workers: int, k_values: list[int] | None, no_baselines: bool, quiet: bool,
+    qa: bool, reader: str | None, reader_model: str | None, judge: str | None,
+    judge_model: str | None, extract_facts: bool, budget: int,
 ) -> None:  # fmt: skip
     """LongMemEval's recall_any, recall_all and ndcg_any @k at session and turn level.
 
     One in-memory store per question (abstention questions excluded); the turn ranking comes
     from search, the session ranking from search_sessions. Re-running with the same settings
-    resumes.
+    resumes. With --qa: answers judged with LongMemEval's per-type prompts instead.
     """
+    qa_args = dict(
+        qa=qa,
+        reader=reader,
+        reader_model=reader_model,
+        judge=judge,
+        judge_model=judge_model,
+        extract_facts=extract_facts,
+        budget=budget,
+    )
+    if _qa(app, "longmemeval", data, out, limit, qa_args):
+        return
     _run(
         app, "longmemeval", data, out, presets=presets, limit=limit, workers=workers,
         k_values=k_values, no_baselines=no_baselines, quiet=quiet, level=granularity,
     )  # fmt: skip
+
+
+def _qa(
+    app: App, benchmark: str, data: str, out: str, limit: int | None, qa: dict[str, Any]
+) -> bool:
+    """Run the --qa mode if asked (True); its options without --qa are an error."""
+    if not qa.pop("qa"):
+        given = [name for name, value in qa.items() if value not in (None, False, 3000)]
+        if given:
+            raise click.UsageError(f"--{given[0].replace('_', '-')} goes with --qa")
+        return False
+    qa["extract"] = qa.pop("extract_facts")
+    run_qa_command(app, benchmark, data, out, limit=limit, **qa)
+    return True
 
 
 def register(group: click.Group) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import click
 
 from engram import EngramError, __version__
-from engram.cli import bench, mcp, records, search, serve, write
+from engram.cli import bench, llm, mcp, records, search, serve, write
 from engram.cli.app import App, common_options
 
 __all__ = ["REGISTER_COMMANDS", "cli", "main"]
@@ -53,6 +53,7 @@ REGISTER_COMMANDS: tuple[Callable[[click.Group], None], ...] = (
     search.register,
     records.register,
     bench.register,
+    llm.register,
     serve.register,
     mcp.register,
 )

@@ -57,6 +57,8 @@ def record_json(record: MemoryRecord) -> dict[str, Any]:
         "provenance": list(record.provenance),
         "message_ids": list(record.message_ids),
         "metadata": dict(record.metadata),
+        "expired_at": iso(record.expired_at),
+        "superseded_by": record.superseded_by,
     }
 
 
@@ -94,6 +96,7 @@ def event_json(event: HistoryEvent) -> dict[str, Any]:
         "old_text": event.old_text,
         "new_text": event.new_text,
         "at": iso(event.at),
+        "reason": event.reason,
     }
 
 
@@ -105,6 +108,9 @@ def stats_json(stats: StoreStats) -> dict[str, Any]:
         "size_bytes": stats.size_bytes,
         "embedder": stats.embedder,
         "dim": stats.dim,
+        "pending_jobs": stats.pending_jobs,
+        "failed_jobs": stats.failed_jobs,
+        "llm": {purpose: dict(usage) for purpose, usage in stats.llm.items()},
     }
 
 
@@ -185,14 +191,20 @@ def record_table(record: MemoryRecord) -> str:
 
 
 def events_table(events: Sequence[HistoryEvent]) -> str:
-    rows = [(e.id, e.at, e.event, e.old_text, e.new_text) for e in events]
-    return table(("#", "at", "event", "old text", "new text"), rows)
+    rows = [(e.id, e.at, e.event, e.old_text, e.new_text, e.reason) for e in events]
+    return table(("#", "at", "event", "old text", "new text", "reason"), rows)
 
 
 def stats_table(stats: StoreStats) -> str:
     values: dict[str, object] = {f"{kind} records": n for kind, n in sorted(stats.records.items())}
     values.update(
         users=stats.users, sessions=stats.sessions, size_bytes=stats.size_bytes,
-        embedder=stats.embedder, dim=stats.dim,
+        embedder=stats.embedder, dim=stats.dim, pending_jobs=stats.pending_jobs,
+        failed_jobs=stats.failed_jobs,
     )  # fmt: skip
+    for purpose, usage in sorted(stats.llm.items()):
+        values[f"llm {purpose}"] = (
+            f"{usage.get('calls', 0)} calls, {usage.get('prompt_tokens', 0)} prompt + "
+            f"{usage.get('completion_tokens', 0)} completion tokens"
+        )
     return mapping_table(values)

@@ -3,9 +3,19 @@ None of them embeds anything, so none loads an embedding model."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import click
 
-from engram.cli.app import App, agent_option, common_options, pass_app, session_option, user_option
+from engram.cli.app import (
+    App,
+    agent_option,
+    common_options,
+    iso_date,
+    pass_app,
+    session_option,
+    user_option,
+)
 from engram.cli.output import (
     event_json,
     events_table,
@@ -18,7 +28,7 @@ from engram.cli.output import (
 
 __all__ = ["register"]
 
-KINDS = ("turn", "round", "window", "sentence")
+KINDS = ("turn", "round", "window", "sentence", "fact")
 
 
 @click.command("list")
@@ -27,8 +37,12 @@ KINDS = ("turn", "round", "window", "sentence")
 @agent_option()
 @click.option(
     "--kind", "kinds", type=click.Choice(KINDS), multiple=True,
-    help="Which records: turn (messages; the default) or round (user+assistant index keys). "
-    "Repeat for both.",
+    help="Which records: turn (messages; the default), the index keys (round, window, "
+    "sentence) or fact (extracted by the LLM). Repeat for several.",
+)  # fmt: skip
+@click.option(
+    "--as-of", "as_of", metavar="ISO_DATE", callback=iso_date,
+    help="Only what was part of memory then: facts true then, records said by then.",
 )  # fmt: skip
 @click.option(
     "--limit", type=click.IntRange(min=1), default=100, show_default=True, help="At most 1000."
@@ -44,11 +58,12 @@ def list_command(
     kinds: tuple[str, ...],
     limit: int,
     offset: int,
+    as_of: datetime | None,
 ) -> None:
     """List a user's records in conversation order."""
     records = app.memory().list(
         user_id=user_id, session_id=session_id, agent_id=agent_id, kinds=kinds or ("turn",),
-        limit=limit, offset=offset,
+        limit=limit, offset=offset, as_of=as_of,
     )  # fmt: skip
     app.emit([record_json(r) for r in records], lambda: records_table(records))
 

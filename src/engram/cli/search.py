@@ -43,6 +43,11 @@ __all__ = ["register"]
 @click.option(
     "--sessions", "by_session", is_flag=True, help="Rank sessions by their best turns instead."
 )
+@click.option("--facts", is_flag=True, help="Search the facts the LLM extracted instead.")
+@click.option(
+    "--as-of", "as_of", metavar="ISO_DATE", callback=iso_date,
+    help="Search memory as it was then: turns said by then, facts true then.",
+)  # fmt: skip
 @common_options
 @pass_app
 def search_command(
@@ -55,6 +60,8 @@ def search_command(
     date: datetime | None,
     preset: str,
     by_session: bool,
+    facts: bool,
+    as_of: datetime | None,
 ) -> None:
     """Search a user's memory for QUERY; best first.
 
@@ -63,6 +70,8 @@ def search_command(
     """
     if by_session and session_id is not None:
         raise click.UsageError("--sessions ranks sessions; it cannot be limited to --session")
+    if by_session and (facts or as_of is not None):
+        raise click.UsageError("--sessions cannot be combined with --facts or --as-of")
     memory = app.memory()
     if by_session:
         sessions = memory.search_sessions(
@@ -71,9 +80,10 @@ def search_command(
         )  # fmt: skip
         app.emit([session_json(s) for s in sessions], lambda: sessions_table(sessions))
         return
-    hits = memory.search(
+    search = memory.search_facts if facts else memory.search
+    hits = search(
         query, user_id=user_id, limit=limit, session_id=session_id, agent_id=agent_id,
-        question_date=date, config=preset,
+        question_date=date, config=preset, as_of=as_of,
     )  # fmt: skip
     app.emit([hit_json(h) for h in hits], lambda: hits_table(hits))
 

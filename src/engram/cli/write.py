@@ -13,6 +13,7 @@ from engram.cli.app import (
     App,
     agent_option,
     common_options,
+    extract_option,
     iso_date,
     pass_app,
     session_option,
@@ -57,6 +58,7 @@ def _messages(
 @click.option(
     "--file", "file", metavar="PATH", help="A JSON list of messages to add ('-' for stdin)."
 )
+@extract_option()
 @common_options
 @pass_app
 def add_command(
@@ -70,6 +72,7 @@ def add_command(
     name: str | None,
     content: str | None,
     file: str | None,
+    extract: str | None,
 ) -> None:
     """Add messages to a user's memory, verbatim, in one transaction.
 
@@ -85,14 +88,17 @@ def add_command(
     memory = app.memory(create=True)
     try:
         records = memory.add(
-            messages, user_id=user_id, session_id=session_id, session_date=date, agent_id=agent_id
-        )
+            messages, user_id=user_id, session_id=session_id, session_date=date,
+            agent_id=agent_id, extract=extract,  # type: ignore[arg-type]  # a checked choice
+        )  # fmt: skip
     except EngramError as exc:
         raise type(exc)(f"{label}: {exc}") from exc
     app.emit([record_json(r) for r in records], lambda: records_table(records))
 
 
-def _add_conversation(app: App, conversation: Conversation, before: dict[str, int]) -> int:
+def _add_conversation(
+    app: App, conversation: Conversation, before: dict[str, int], extract: str | None
+) -> int:
     """Add one conversation; ``before`` gets the turn count of a user seen for the first time."""
     user_id = conversation.user_id
     try:
@@ -105,6 +111,7 @@ def _add_conversation(app: App, conversation: Conversation, before: dict[str, in
             session_id=conversation.session_id,
             session_date=conversation.session_date,
             agent_id=conversation.agent_id,
+            extract=extract,  # type: ignore[arg-type]  # a checked choice
         )
     except EngramError as exc:
         raise type(exc)(f"{conversation.where}: {exc}") from exc
@@ -128,9 +135,12 @@ class _Interrupted(click.ClickException):
 @click.argument("paths", metavar="PATH...", nargs=-1, required=True)
 @user_option(required=False)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@extract_option()
 @common_options
 @pass_app
-def import_command(app: App, paths: tuple[str, ...], user_id: str | None, quiet: bool) -> None:
+def import_command(
+    app: App, paths: tuple[str, ...], user_id: str | None, quiet: bool, extract: str | None
+) -> None:
     """Import conversations from JSON or JSONL files ('-' for stdin).
 
     Each conversation is {"user_id", "session_id", "session_date"?, "agent_id"?, "messages"},
@@ -151,7 +161,7 @@ def import_command(app: App, paths: tuple[str, ...], user_id: str | None, quiet:
                 disable=not show, leave=False,
             ) as bar:  # fmt: skip
                 for conversation in source:
-                    done["messages"] += _add_conversation(app, conversation, before)
+                    done["messages"] += _add_conversation(app, conversation, before, extract)
                     done["conversations"] += 1
                     bar.update(1)
             done["files"] += 1

@@ -120,7 +120,7 @@ class OpenAICompatibleLLM:
         meter: UsageMeter | None = None,
         max_tokens: int | None = None,
     ) -> T:
-        schema_json = schema.model_json_schema()
+        schema_json = wire_schema(schema.model_json_schema())
         limit = self._max_tokens if max_tokens is None else max_tokens
 
         def send(conversation: Sequence[ChatMessage]) -> Reply:
@@ -314,3 +314,30 @@ def _retry_after(response: httpx.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(when.timestamp() - time.time(), 0.0)
+
+
+# Bounds that the answer is validated against (pydantic, client side) but that are not sent:
+# llama.cpp turns a JSON schema into a grammar by unrolling every bounded repetition, and
+# maxLength 2000 on one string made a grammar that crashed its server (seen with
+# llama-cpp-python 0.3.36); OpenAI's strict mode refuses some of them. An answer outside the
+# bounds is still rejected, and retried with the validation error shown to the model.
+_UNSENT_BOUNDS = {"maxLength", "minLength"}
+_MAX_SENT_ITEMS = 8
+
+
+def wire_schema(schema: Any) -> Any:
+    """``schema`` without string length bounds, and without item bounds above
+    ``_MAX_SENT_ITEMS`` (both still checked when the answer is validated)."""
+    if isinstance(schema, list):
+        return [wire_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _UNSENT_BOUNDS:
+            continue
+        if key in ("maxItems", "minItems") and isinstance(value, int) and value > _MAX_SENT_ITEMS:
+            continue
+        out[key] = wire_schema(value)
+    return out
+
