@@ -130,9 +130,9 @@ def test_search_explains_hits_and_opens_them(browser: Browser, site: Site) -> No
     browser.open("#/search")
     browser.fill("#s-user", "alice")
     browser.fill("#s-query", "where does the beagle walk?")
-    browser.find("#s-config option[value=lexical]").click()
+    browser.click("#s-config option[value=lexical]")
     browser.fill("#s-date", "06/30/2024")  # chromium's date field takes the locale's order
-    browser.find("#search-form button[type=submit]").click()
+    browser.click("#search-form button[type=submit]")
     browser.settled()
     hits = browser.all("#hits .hit")
     assert hits, browser.text()
@@ -181,7 +181,7 @@ def test_record_view_edit_history_and_error(browser: Browser, site: Site) -> Non
     assert {"round", "window"} <= kinds, kinds  # the keys built from it
 
     browser.fill("#edit-text", "")  # the server refuses an empty text: its message is shown
-    browser.find("#save").click()
+    browser.click("#save")
     browser.confirm(ok=True)
     with site.http() as http:
         refused = http.patch(f"/v1/records/{turn['id']}", json={"user_id": "alice", "text": ""})
@@ -190,14 +190,14 @@ def test_record_view_edit_history_and_error(browser: Browser, site: Site) -> Non
     browser.shot("error")
 
     browser.fill("#edit-text", "Yes, and my brother Tiago is coming too.")
-    browser.find("#save").click()
+    browser.click("#save")
     browser.confirm(ok=False)  # cancelled: nothing sent
     with site.http() as http:
         assert (
             http.get(f"/v1/records/{turn['id']}", params={"user_id": "alice"}).json()["text"]
             == turn["text"]
         )
-    browser.find("#save").click()
+    browser.click("#save")
     browser.confirm(ok=True)
     browser.wait_text("#notice", "Saved.")
     assert browser.text("#record-text") == "Yes, and my brother Tiago is coming too."
@@ -211,18 +211,18 @@ def test_record_view_edit_history_and_error(browser: Browser, site: Site) -> Non
 def test_delete_with_confirmation(browser: Browser, site: Site) -> None:
     turn = site.turns["move-2024-06"][1]
     browser.open(f"#/record/alice/{turn['id']}")
-    browser.find("#delete").click()
+    browser.click("#delete")
     browser.shot("confirm", doc=True)
     browser.confirm(ok=False)
     with site.http() as http:
         assert http.get(f"/v1/records/{turn['id']}", params={"user_id": "alice"}).status_code == 200
-    browser.find("#delete").click()
+    browser.click("#delete")
     browser.confirm(ok=True)
     browser.wait_text("#notice", "Deleted")
     assert turn["id"] in browser.text("#deleted")
     with site.http() as http:
         assert http.get(f"/v1/records/{turn['id']}", params={"user_id": "alice"}).status_code == 404
-    browser.find("main a[href='#/session/alice/move-2024-06']").click()
+    browser.click("main a[href='#/session/alice/move-2024-06']")
     browser.settled()
     assert len(browser.all("#turns .turn")) == 1
 
@@ -230,16 +230,16 @@ def test_delete_with_confirmation(browser: Browser, site: Site) -> None:
 def test_forget_session_and_user(browser: Browser, site: Site) -> None:
     browser.open("#/session/bob/pets-2024-05")
     assert len(browser.all("#turns .turn")) == 3
-    browser.find("#forget-session").click()
+    browser.click("#forget-session")
     browser.confirm(ok=True)
     browser.wait_text("#notice", "Forgot")
     assert not browser.all("#turns .turn")
     browser.open("#/user/bob")
     assert len(browser.all("#timeline .session")) == 2
-    browser.find("#forget-user").click()
+    browser.click("#forget-user")
     browser.confirm(ok=False)
     assert len(browser.all("#timeline .session")) == 2
-    browser.find("#forget-user").click()
+    browser.click("#forget-user")
     browser.confirm(ok=True)
     browser.wait_text("#notice", "Forgot")
     browser.find("#no-sessions")
@@ -387,7 +387,7 @@ def test_keyless_mode_and_a_fact(tmp_path: Path, server_env: dict[str, str]) -> 
         assert [li.get_attribute("data-id") for li in browser.all("#sources li")] == [turns["m2"]]
         assert '"confidence": 0.9' in browser.text("#metadata")
         browser.shot("fact", doc=True, top=True)
-        browser.find(f"#sources a[href='#/record/carol/{turns['m2']}']").click()
+        browser.click(f"#sources a[href='#/record/carol/{turns['m2']}']")
         browser.settled()
         assert [li.get_attribute("data-id") for li in browser.all("#keys li")].count(fact) == 1
         browser.open("#/stats")

@@ -17,7 +17,13 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import (
+    ElementClickInterceptedException,
+    ElementNotInteractableException,
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -39,6 +45,10 @@ FLAGS = (
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = Path(os.environ.get("ENGRAM_UI_SCREENSHOTS") or ROOT / "tests" / "artifacts" / "ui")
 DOC_SHOTS = ROOT / "docs" / "ui"
+_NOT_YET = (
+    ElementClickInterceptedException, ElementNotInteractableException, NoSuchElementException,
+    StaleElementReferenceException,
+)  # fmt: skip
 _SETTLED = (  # the page of the current route is drawn and no request of it is in flight
     "const main = document.getElementById('main');"
     "return main.getAttribute('aria-busy') === 'false' && main.dataset.route === location.hash"
@@ -91,6 +101,19 @@ class Browser:
     def find(self, css: str) -> WebElement:
         return self.wait(lambda d: d.find_element(By.CSS_SELECTOR, css), css)
 
+    def click(self, css: str) -> None:
+        """Click the element, once it is there and can take the click (not covered by a
+        closing dialog, not replaced by a redraw)."""
+
+        def clicked(d: WebDriver) -> bool:
+            try:
+                d.find_element(By.CSS_SELECTOR, css).click()
+            except _NOT_YET:
+                return False
+            return True
+
+        self.wait(clicked, f"a click on {css}")
+
     def all(self, css: str) -> list[WebElement]:
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
@@ -111,14 +134,14 @@ class Browser:
 
     def set_key(self, key: str | None) -> None:
         self.fill("#api-key", key or "")
-        self.find("#key-form button[type=submit]").click()
+        self.click("#key-form button[type=submit]")
         self.settled()
 
     def confirm(self, ok: bool) -> None:
         """Answer the page's confirmation dialog."""
         self.wait(lambda d: d.execute_script("return document.getElementById('confirm').open"),
                   "the confirmation dialog")  # fmt: skip
-        self.find("#confirm-ok" if ok else "#confirm-cancel").click()
+        self.click("#confirm-ok" if ok else "#confirm-cancel")
         self.wait(lambda d: not d.execute_script("return document.getElementById('confirm').open"),
                   "the dialog to close")  # fmt: skip
         self.settled()
