@@ -626,3 +626,40 @@ def test_concurrent_clients_each_find_their_own_add_at_once(server: ServerProces
 def stats_of(server: ServerProcess, user: str) -> dict:
     with server.client() as http:
         return stats(http, user)
+
+
+# -- GET /v1/sessions -------------------------------------------------------------------------
+
+
+def test_sessions_list_counts_turns_and_times(http: httpx.Client) -> None:
+    """Each session once, in session-id order, with its turn count and first and last times;
+    a session longer than one internal page of turns (1,000) is still one session."""
+    user = "sessions-user"
+    texts = [f"turn {i} of the long one" for i in range(1001)]
+    for start in (0, 1000):
+        add(http, user, "b-long", *texts[start : start + 1000], session_date="2024-02-01T00:00:00Z")
+    add(http, user, "a-short", "hello", "hi there", session_date="2024-01-05T10:00:00Z",
+        agent_id="bot-1")  # fmt: skip
+    add(http, user, "a-short", "again", agent_id="bot-2")
+    add(http, "sessions-other", "c-else", "not mine")
+    found = http.get("/v1/sessions", params={"user_id": user})
+    assert found.status_code == 200, found.text
+    sessions = found.json()["sessions"]
+    assert [(s["session_id"], s["turns"]) for s in sessions] == [("a-short", 3), ("b-long", 1001)]
+    short, long = sessions
+    assert short["first_at"].startswith("2024-01-05T10:00:00") and short["agent_ids"] == [
+        "bot-1", "bot-2",
+    ]  # fmt: skip
+    assert short["last_at"] > short["first_at"]  # "again" has no date: it was said now
+    assert long["agent_ids"] == [] and long["first_at"] == long["last_at"]
+    assert len(list_all(http, user)) == 1004  # the same turns the records list has
+    by_agent = http.get("/v1/sessions", params={"user_id": user, "agent_id": "bot-2"}).json()
+    assert by_agent == {"sessions": [{**short, "turns": 1, "first_at": short["last_at"],
+                                      "agent_ids": ["bot-2"]}]}  # fmt: skip
+    assert http.get("/v1/sessions", params={"user_id": "nobody"}).json() == {"sessions": []}
+
+
+def test_sessions_list_errors(http: httpx.Client) -> None:
+    assert_error(http.get("/v1/sessions"), 422, "InvalidInputError")
+    assert_error(http.get("/v1/sessions", params={"user_id": " "}), 422, "ScopeError")
+    assert_error(http.post("/v1/sessions", json={"user_id": "a"}), 405, "MethodNotAllowed")

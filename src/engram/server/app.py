@@ -23,6 +23,7 @@ from engram.server.keys import KeyStore
 from engram.server.middleware import LimitsMiddleware
 from engram.server.routes import router
 from engram.server.settings import ServerSettings
+from engram.ui import mount as mount_ui
 
 __all__ = ["create_app", "warm_up"]
 
@@ -67,6 +68,7 @@ def create_app(
     app.state.memory, app.state.settings, app.state.keys = memory, settings, keys
     app.state.ready = False
     app.include_router(router)
+    mount_ui(app)  # the memory browser at /ui: static files, a client of the routes above
     _health(app)
     _error_handlers(app)
     app.add_middleware(

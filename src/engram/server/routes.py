@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from engram import InvalidInputError, RecordKind
+from engram import InvalidInputError, MemoryRecord, RecordKind
 from engram.server.auth import scoped_memory
 from engram.server.schemas import (
     AddRequest,
@@ -27,7 +27,9 @@ from engram.server.schemas import (
     SearchRequest,
     SearchResponse,
     SessionHitOut,
+    SessionListResponse,
     SessionSearchResponse,
+    SessionSummaryOut,
     StatsOut,
     UpdateRequest,
     decode_cursor,
@@ -142,3 +144,44 @@ def forget(body: ForgetRequest, mem: Mem) -> ForgetResponse:
 def stats(mem: Mem, user_id: str | None = None) -> StatsOut:
     """Counts for a user (with an API key a user_id is required), or for the whole store."""
     return StatsOut.of(mem.stats(user_id=user_id))
+
+
+SESSION_PAGE = 1000  # turns read per Memory.list call while summing up sessions
+
+
+@router.get("/sessions", response_model=SessionListResponse, tags=["read"])
+def list_sessions(mem: Mem, user_id: UserQuery, agent_id: str | None = None) -> SessionListResponse:
+    """A user's sessions, with how many turns each holds and the times of its first and last
+    turn. Reads every turn of the user (Memory.list, a page at a time): its cost grows with the
+    user's turns."""
+    sessions: list[SessionSummaryOut] = []
+    agents: set[str] = set()
+    after: MemoryRecord | None = None
+    while True:
+        page = mem.list(
+            user_id=user_id, agent_id=agent_id, kinds=(RecordKind.TURN,), limit=SESSION_PAGE,
+            after=after,
+        )  # fmt: skip
+        for turn in page:
+            _count_turn(sessions, agents, turn)
+        if len(page) < SESSION_PAGE:
+            return SessionListResponse(sessions=sessions)
+        after = page[-1]
+
+
+def _count_turn(sessions: list[SessionSummaryOut], agents: set[str], turn: MemoryRecord) -> None:
+    """Add one turn (in list order: by session, then seq) to the summaries."""
+    last = sessions[-1] if sessions else None
+    if last is None or last.session_id != turn.session_id:
+        agents.clear()
+        last = SessionSummaryOut(
+            session_id=turn.session_id, turns=0, first_at=turn.timestamp,
+            last_at=turn.timestamp, agent_ids=[],
+        )  # fmt: skip
+        sessions.append(last)
+    last.turns += 1
+    last.first_at = min(last.first_at, turn.timestamp)
+    last.last_at = max(last.last_at, turn.timestamp)
+    if turn.agent_id is not None and turn.agent_id not in agents:
+        agents.add(turn.agent_id)
+        last.agent_ids = sorted(agents)

@@ -34,6 +34,8 @@ __all__ = [
     "RecordOut",
     "SearchRequest",
     "SessionHitOut",
+    "SessionListResponse",
+    "SessionSummaryOut",
     "UpdateRequest",
     "decode_cursor",
     "encode_cursor",
@@ -270,6 +272,18 @@ class SearchResponse(BaseModel):
 
 class SessionSearchResponse(BaseModel):
     sessions: list[SessionHitOut]
+
+
+class SessionSummaryOut(BaseModel):
+    session_id: str | None
+    turns: int = Field(description="How many turns the session holds.")
+    first_at: datetime = Field(description="The timestamp of its first turn.")
+    last_at: datetime = Field(description="The timestamp of its last turn.")
+    agent_ids: list[str] = Field(description="The agents of its turns, sorted.")
+
+
+class SessionListResponse(BaseModel):
+    sessions: list[SessionSummaryOut] = Field(description="In the order of their session ids.")
 
 
 class DeleteResponse(BaseModel):
