@@ -31,7 +31,8 @@ def _no_engram_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads the developer's ENGRAM_* settings."""
     for name in (
         "ENGRAM_DB", "ENGRAM_EMBEDDER", "ENGRAM_OPENAI_BASE_URL", "ENGRAM_OPENAI_API_KEY",
-        "ENGRAM_EMBED_CACHE", "ENGRAM_SERVER", "ENGRAM_API_KEY",
+        "ENGRAM_EMBED_CACHE", "ENGRAM_SERVER", "ENGRAM_API_KEY", "ENGRAM_LLM_BASE_URL",
+        "ENGRAM_LLM_MODEL", "ENGRAM_LLM_API_KEY", "ENGRAM_CONFIG",
     ):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
 
