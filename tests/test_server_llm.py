@@ -173,11 +173,8 @@ def test_readyz_names_the_model_without_secrets(http: httpx.Client) -> None:
     assert "SECRET" not in http.get("/openapi.json").text
 
 
-def test_the_worker_thread_processes_jobs_and_stops_cleanly(
-    stub: RuleStub, tmp_path: Path
-) -> None:
+def test_the_worker_thread_processes_jobs_and_stops_cleanly(stub: RuleStub, tmp_path: Path) -> None:
     env = stub.env(ENGRAM_WORKER_INTERVAL="0.1", ENGRAM_EXTRACT_DEFAULT="background")
-    server = None
     with rest_server(tmp_path / "worker.db", env=env) as server, server.client() as http:
         say(http, "fa", "s1", "2023-05-08", "I love jazz.")  # background: the server's default
         deadline = time.monotonic() + WAIT
@@ -189,9 +186,9 @@ def test_the_worker_thread_processes_jobs_and_stops_cleanly(
             say(http, "fa", f"t{i}", "2023-05-09", f"I love topic{'abcde'[i]}.")
     assert server.proc.returncode == 0, server.log
     assert "Traceback" not in server.log
-    with rest_server(tmp_path / "worker.db", env=stub.env(ENGRAM_WORKER_INTERVAL="0")) as again:
-        with again.client() as http:
-            left = stats(http, "fa")["pending_jobs"]
-            assert left + len(facts(http, "fa")) == 6  # every job: done (a fact) or queued
-            post(http, "/v1/jobs/process", user_id="fa")
-            assert len(facts(http, "fa")) == 6
+    quiet = stub.env(ENGRAM_WORKER_INTERVAL="0")
+    with rest_server(tmp_path / "worker.db", env=quiet) as again, again.client() as http:
+        left = stats(http, "fa")["pending_jobs"]
+        assert left + len(facts(http, "fa")) == 6  # every job: done (a fact) or queued
+        post(http, "/v1/jobs/process", user_id="fa")
+        assert len(facts(http, "fa")) == 6
