@@ -17,6 +17,12 @@ field, or null to leave it out; default 7 prompt and 3 completion tokens), ``sta
 ``body`` (a JSON value sent instead of the envelope), ``raw`` (text sent instead), ``sleep``
 (seconds to wait first) and ``drop`` (close the connection without answering). With the script
 spent the server answers 500 ``stub script exhausted``.
+
+``python tests/llm_stub_server.py --rule`` answers instead as tests/fact_model.RuleModel does (a
+careful model's answers to Engram's extraction, conflict and answer prompts), for the servers'
+end-to-end tests: ``engram serve`` with ``ENGRAM_LLM_BASE_URL`` pointing here. ``POST
+/_control/down`` with ``{"down": true}`` makes it answer 503 to every completion until
+``{"down": false}``; ``GET /_control/count`` gives ``{"completions": n}``.
 """
 
 from __future__ import annotations
@@ -44,6 +50,9 @@ class State:
         self.entries: list[dict[str, Any]] = []
         self.reject_json_schema = False
         self.requests: list[dict[str, Any]] = []
+        self.rule: Any = None  # a fact_model.RuleModel in --rule mode
+        self.down = False
+        self.completions = 0
 
     def script(self, spec: dict[str, Any]) -> None:
         with self.lock:
@@ -62,6 +71,23 @@ class State:
             if not self.entries:
                 return {"status": 500, "message": "stub script exhausted"}
             return self.entries.pop(0)
+
+    def ruled(self, body: Any) -> dict[str, Any]:
+        """The entry RuleModel's answer to ``body`` makes (503 while down)."""
+        with self.lock:
+            if self.down:
+                return {"status": 503, "message": "the stub is down"}
+            self.completions += 1
+        from engram.llm import ChatMessage
+
+        form = body["response_format"]
+        name = form.get("json_schema", {}).get("name") or form.get("schema", {}).get("title")
+        schema = type(str(name), (), {})
+        messages = [ChatMessage(m["role"], m["content"]) for m in body["messages"]]
+        with self.lock:  # RuleModel keeps its prompts in a list
+            answer = self.rule(messages, schema)
+            self.rule.prompts.clear()
+        return {"content": json.dumps(answer)}
 
 
 STATE = State()
@@ -95,6 +121,10 @@ class Handler(BaseHTTPRequestHandler):
             with STATE.lock:
                 payload = json.dumps(STATE.requests).encode()
             self._send(200, payload)
+        elif self.path == "/_control/count":
+            with STATE.lock:
+                payload = json.dumps({"completions": STATE.completions}).encode()
+            self._send(200, payload)
         else:
             self._send(404, b'{"error": {"message": "no such path"}}')
 
@@ -104,9 +134,15 @@ class Handler(BaseHTTPRequestHandler):
             STATE.script(body)
             self._send(200, b"{}")
             return
+        if self.path == "/_control/down":
+            with STATE.lock:
+                STATE.down = bool(body.get("down"))
+            self._send(200, b"{}")
+            return
         record = {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
                   "body": body}  # fmt: skip
-        entry = STATE.take(record)
+        # in --rule mode not recorded: a long-running server would keep every prompt
+        entry = STATE.take(record) if STATE.rule is None else STATE.ruled(body)
         time.sleep(float(entry.get("sleep", 0)))
         if entry.get("drop"):
             self.close_connection = True
@@ -146,6 +182,10 @@ def envelope(content: str, usage: dict[str, int] | None) -> dict[str, Any]:
 
 
 def main() -> None:
+    if "--rule" in sys.argv[1:]:
+        from fact_model import RuleModel  # tests/ is this script's folder, so on sys.path
+
+        STATE.rule = RuleModel()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     print(f"PORT {server.server_address[1]}", flush=True)

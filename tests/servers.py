@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -20,16 +21,19 @@ from typing import Any
 import httpx
 
 __all__ = [
+    "RuleStub",
     "ServerProcess",
     "engram_env",
     "list_all",
     "rest_server",
+    "rule_stub",
     "run_engram",
     "start_server",
 ]
 
 _SERVING = re.compile(r"serving (http://\S+)")
 START_TIMEOUT = 60.0
+STUB = Path(__file__).with_name("llm_stub_server.py")
 
 
 def engram_env(**extra: str) -> dict[str, str]:
@@ -159,3 +163,54 @@ def list_all(http: httpx.Client, user: str, **params: object) -> list[dict[str, 
         if cursor is None:
             return records
     raise AssertionError("list never ended")
+
+
+@dataclass
+class RuleStub:
+    """A running ``tests/llm_stub_server.py --rule``: an OpenAI-compatible endpoint answering
+    as tests/fact_model.RuleModel does."""
+
+    proc: subprocess.Popen[str]
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """:func:`engram_env` with ``ENGRAM_LLM_*`` pointing here (one attempt, short timeout)."""
+        return engram_env(
+            ENGRAM_LLM_BASE_URL=self.base_url, ENGRAM_LLM_MODEL="rule-model",
+            ENGRAM_LLM_API_KEY="sk-stub-SECRET", ENGRAM_LLM_MAX_ATTEMPTS="1",
+            ENGRAM_LLM_TIMEOUT="10", **extra,
+        )  # fmt: skip
+
+    def down(self, down: bool = True) -> None:
+        """Answer 503 to every completion (``down``), or answer again."""
+        control = f"http://127.0.0.1:{self.port}/_control/down"
+        httpx.post(control, json={"down": down}, timeout=5).raise_for_status()
+
+    def completions(self) -> int:
+        answer = httpx.get(f"http://127.0.0.1:{self.port}/_control/count", timeout=5)
+        count: int = answer.raise_for_status().json()["completions"]
+        return count
+
+
+@contextmanager
+def rule_stub() -> Iterator[RuleStub]:
+    """The rule-model stub LLM as a process of its own, for the with-block."""
+    proc = subprocess.Popen(
+        [sys.executable, str(STUB), "--rule"], stdout=subprocess.PIPE, text=True, bufsize=1,
+        env=engram_env(),
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 20.0)
+        line = proc.stdout.readline() if ready else ""
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"the stub LLM did not start: {line!r}")
+        yield RuleStub(proc, int(line.split()[1]))
+    finally:
+        proc.kill()
+        proc.wait(10)
+        proc.stdout.close()

@@ -32,7 +32,8 @@ from engram import (
     SqliteStore,
     StoreError,
 )
-from servers import ServerProcess, rest_server, run_engram
+from engram.llm import OpenAICompatibleLLM
+from servers import ServerProcess, rest_server, rule_stub, run_engram
 
 ASKED = datetime(2024, 6, 1, 12, tzinfo=UTC)
 SEED = [
@@ -84,7 +85,7 @@ def client(open_server: ServerProcess) -> Iterator[Client]:
 
 # -- parity -------------------------------------------------------------------------------------
 
-RECORDING_CLOCKS = {"created_at", "at"}  # when Engram recorded something: differs per copy
+RECORDING_CLOCKS = {"created_at", "at", "expired_at"}  # when Engram recorded: per copy
 
 
 def assert_same(a: Any, b: Any, *, fresh: bool, where: str = "") -> None:
@@ -96,7 +97,8 @@ def assert_same(a: Any, b: Any, *, fresh: bool, where: str = "") -> None:
         for f in fields(a):
             x, y = getattr(a, f.name), getattr(b, f.name)
             if fresh and f.name in RECORDING_CLOCKS:
-                assert x.utcoffset() is not None and y.utcoffset() is not None
+                assert (x is None) == (y is None), f"{where}.{f.name}"
+                assert x is None or (x.utcoffset() is not None and y.utcoffset() is not None)
                 continue
             assert_same(x, y, fresh=fresh, where=f"{where}.{f.name}")
     elif isinstance(a, list | tuple):
@@ -254,6 +256,57 @@ def test_the_errors_are_the_expected_types(client: Client) -> None:
         client.search("", user_id="e1")
     with pytest.raises(InvalidInputError, match="candidates"):  # the server's limit, sent back
         client.search("hello", user_id="e1", config=SearchConfig(candidates=5000))
+
+
+def _llm_steps(m: Api) -> list[Any]:
+    """The LLM layer's calls, and the reads of what they wrote."""
+    say = [{"role": "user", "content": "I live in Paris. I love sailing."}]
+    move = [{"role": "user", "content": "Big news: I moved to Berlin yesterday."}]
+    steps: list[Step] = [
+        lambda m: m.add(say, user_id="f1", session_id="s1", session_date="2023-01-10"),
+        lambda m: m.add(move, user_id="f1", session_id="s2", session_date="2023-06-01",
+                        extract="sync"),
+        lambda m: m.list(user_id="f1", kinds=["fact"]),
+        lambda m: m.list(user_id="f1", kinds=["fact"], as_of="2023-03-01"),
+        lambda m: m.list(user_id="f1", kinds=[], as_of=datetime(2023, 3, 1, tzinfo=UTC)),
+        lambda m: m.search_facts("lives", user_id="f1"),
+        lambda m: m.search_facts("lives", user_id="f1", as_of="2023-02-01", limit=3),
+        lambda m: m.search("live", user_id="f1", as_of="2023-03-01", config="lexical"),
+        lambda m: m.answer("Where does the user live?", user_id="f1", question_date="2023-07-01"),
+        lambda m: m.answer("Where?", user_id="f1", question_date="2023-03-01", budget=200),
+        lambda m: m.history(m.list(user_id="f1", kinds=["fact"])[0].id, user_id="f1"),
+        lambda m: m.add([{"role": "user", "content": "I love chess."}], user_id="f2",
+                        session_date="2023-08-01", extract="background"),
+        lambda m: m.stats(user_id="f2"),
+        lambda m: m.process_pending(user_id="f2", limit=5),
+        lambda m: m.process_pending(),
+        lambda m: m.stats(user_id="f1"),
+        lambda m: m.stats(user_id="f2"),
+        lambda m: m.add(say, user_id="f1", extract="now"),  # type: ignore[arg-type]
+        lambda m: m.answer("Where?", user_id="f1", budget=5),
+        lambda m: m.answer("  ", user_id="f1"),
+        lambda m: m.process_pending(limit=0),
+        lambda m: m.search_facts("x", user_id="f1", as_of="soon"),
+    ]  # fmt: skip
+    return [outcome(step, m) for step in steps]
+
+
+def test_client_and_memory_give_the_same_llm_answers(tmp_path: Path) -> None:
+    """Facts, as-of reads, answers and the job queue: a Memory with an LLM, and a Client of a
+    server with the same LLM (the rule-model stub), on two empty files."""
+    with (
+        rule_stub() as stub,
+        OpenAICompatibleLLM(stub.base_url, "rule-model", max_attempts=1) as llm,
+        Memory(store=SqliteStore(tmp_path / "l.db"), embedder=HashEmbedder(), llm=llm) as mem,
+        rest_server(tmp_path / "s.db", env=stub.env(ENGRAM_WORKER_INTERVAL="0")) as server,
+        Client(server.url) as client,
+    ):
+        local, remote = _llm_steps(mem), _llm_steps(client)
+        assert_same(local, remote, fresh=True, where="llm")
+        assert [f.text for f in remote[2]] == ["user lives in Paris", "user likes sailing",
+                                               "user lives in Berlin"]  # fmt: skip
+        assert remote[8].text == "user lives in Berlin" and remote[8].citations
+        assert remote[13].done == 1 and remote[12].pending_jobs == 1
 
 
 # -- pagination ---------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from engram.server.keys import KeyStore
 from engram.server.mcp import load_mcp_settings
 from engram.server.mcp_tools import MCP_SESSION, dedupe, note_id
 from engram.server.settings import user_data_db
-from servers import ServerProcess, engram_env, start_server
+from servers import ServerProcess, engram_env, rule_stub, start_server
 
 TIMEOUT = 90.0  # seconds for one test's whole conversation with its servers
 BASE_TOOLS = {"remember", "search_memory", "list_memories", "get_memory", "delete_memory"}
@@ -177,6 +177,47 @@ def test_user_id_and_forget_only_where_the_flags_allow_them(tmp_path: Path) -> N
             assert await texts(client) == ["Mine is blue."]
 
     run(test)
+
+
+def test_answer_from_memory_and_facts_with_the_servers_llm(tmp_path: Path) -> None:
+    """With ENGRAM_LLM_* set (the rule-model stub), remembered notes yield facts: listed with
+    their validity, found as of a date, and cited by answer_from_memory."""
+    log = tmp_path / "stderr.log"
+
+    async def test(env: dict[str, str]) -> None:
+        async with stdio_mcp(env=env, cwd=tmp_path, log=log) as client:
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+            assert set(tools) == {*BASE_TOOLS, "answer_from_memory"}
+            answer_tool = tools["answer_from_memory"]
+            assert answer_tool.description and "citations" in answer_tool.description
+            await call(client, "remember", content="I live in Paris.", session_id="s1",
+                       timestamp="2023-01-10T09:00:00Z")  # fmt: skip
+            await call(client, "remember", content="Big news: I moved to Berlin yesterday.",
+                       session_id="s2", timestamp="2023-06-01T09:00:00Z")  # fmt: skip
+            facts = {m["text"]: m for m in (await call(client, "list_memories", kind="fact"))
+                     ["memories"]}  # fmt: skip
+            paris, berlin = facts["user lives in Paris"], facts["user lives in Berlin"]
+            assert paris["kind"] == berlin["kind"] == "fact"
+            assert paris["superseded_by"] == berlin["id"] and paris["valid_to"] is not None
+            assert berlin["valid_from"].startswith("2023-05-31") and berlin["valid_to"] is None
+            then = await call(client, "list_memories", kind="fact", as_of="2023-03-01")
+            assert [m["text"] for m in then["memories"]] == ["user lives in Paris"]
+            found = await call(client, "search_memory", query="lives", as_of="2023-03-01")
+            assert [f["text"] for f in found["facts"]] == ["user lives in Paris"]
+            assert {r["session_id"] for r in found["results"]} == {"s1"}
+            assert (await texts(client)) == ["I live in Paris.",
+                                             "Big news: I moved to Berlin yesterday."]  # fmt: skip
+            answer = await call(client, "answer_from_memory", question="Where does the user live?")
+            assert answer["answer"] == "user lives in Berlin" and answer["considered"] >= 2
+            assert [c["id"] for c in answer["citations"]] == [berlin["id"]]
+            earlier = await call(client, "answer_from_memory", question="Where does the user "
+                                 "live?", question_date="2023-03-01")  # fmt: skip
+            assert earlier["answer"] == "user lives in Paris"
+
+    with rule_stub() as stub:
+        llm = {k: v for k, v in stub.env().items() if k.startswith("ENGRAM_LLM_")}
+        run(lambda: test(mcp_env(tmp_path / "home", **llm)))
+    assert "SECRET" not in log.read_text()
 
 
 # -- the tools, on one open (keyless, loopback) HTTP server ------------------------------------

@@ -302,7 +302,7 @@ def test_stats_health_and_the_docs(http: httpx.Client) -> None:
     everyone = http.get("/v1/stats").json()  # the open mode may see store-wide counts
     assert everyone["users"] >= 2 and everyone["records"]["turn"] >= 4
     assert http.get("/healthz").json() == {"status": "ok"}
-    assert http.get("/readyz").json() == {"status": "ready"}
+    assert http.get("/readyz").json() == {"status": "ready", "llm": None}
     schema = http.get("/openapi.json").json()
     assert schema["openapi"].startswith("3.")
     assert {"/v1/messages", "/v1/search", "/v1/records", "/v1/records/{record_id}"} <= set(
@@ -311,6 +311,29 @@ def test_stats_health_and_the_docs(http: httpx.Client) -> None:
     page = http.get("/docs")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "/openapi.json" in page.text
+
+
+def test_without_an_llm_the_llm_routes_are_501_and_the_rest_works(http: httpx.Client) -> None:
+    """No ENGRAM_LLM_BASE_URL: answers, processing and synchronous extraction are 501
+    ConfigurationError (nothing is stored); queueing, fact search and as-of reads work."""
+    message = {"role": "user", "content": "I love chess."}
+    body = {"user_id": "plain", "messages": [message]}
+    for response in (
+        http.post("/v1/answer", json={"user_id": "plain", "question": "what?"}),
+        http.post("/v1/jobs/process", json={"user_id": "plain"}),
+        http.post("/v1/messages", json={**body, "extract": "sync"}),
+    ):
+        error = assert_error(response, 501, "ConfigurationError")
+        assert "needs an LLM" in error["message"]
+    assert list_all(http, "plain") == []
+    assert http.post("/v1/messages", json={**body, "extract": "background"}).status_code == 201
+    assert stats(http, "plain")["pending_jobs"] == 1  # queued for a server that has an LLM
+    found = http.post("/v1/search/facts", json={"user_id": "plain", "query": "chess"})
+    assert found.status_code == 200 and found.json() == {"hits": []}
+    assert len(list_all(http, "plain", as_of="2999-01-01")) == 1
+    assert list_all(http, "plain", as_of="2000-01-01") == []
+    bad = http.post("/v1/messages", json={**body, "extract": "now"})
+    assert_error(bad, 422, "InvalidInputError")
 
 
 # -- errors -------------------------------------------------------------------------------------

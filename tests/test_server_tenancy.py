@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from servers import ServerProcess, list_all, rest_server, run_engram
+from servers import ServerProcess, list_all, rest_server, rule_stub, run_engram
 
 A, B = "tenant-a", "tenant-b"  # tenant names
 USERS = ("alice", "bob")
@@ -26,6 +26,8 @@ SESSIONS = ("s1", "s2", "shared")
 KINDS = ("turn", "round", "window", "sentence", "fact", "summary")
 FUZZ_REQUESTS = 400
 SEED = 20240611
+A_FACTS = ("I live in Zanzibar. I love kitesurfing.", "I love origami.")  # alice's, bob's
+A_FACT_WORDS = ("Zanzibar", "kitesurfing", "origami")  # only in A's texts and facts
 
 
 def keys_cli(env: dict[str, str], path: Path, *args: str) -> Any:
@@ -128,20 +130,70 @@ def make_keys(env: dict[str, str], path: Path) -> dict[str, str]:
         return {name: future.result()["key"] for name, future in made.items()}
 
 
+def fill_facts(http: httpx.Client) -> None:
+    """Tenant A's facts (alice's, extracted at once) and a job (bob's, left queued)."""
+    for user, text, extract in (("alice", A_FACTS[0], "sync"), ("bob", A_FACTS[1], "background")):
+        body = {"user_id": user, "session_id": "facts", "extract": extract,
+                "messages": [{"role": "user", "content": text}]}  # fmt: skip
+        assert http.post("/v1/messages", json=body).status_code == 201
+
+
 @pytest.fixture(scope="module")
 def tenants(
     tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]
 ) -> Iterator[Tenants]:
+    """Two tenants on a server with an LLM (the rule-model stub) and no worker thread."""
     root = tmp_path_factory.mktemp("tenancy")
     db, keys_path = root / "engram.db", root / "api.keys"
     keys = make_keys(server_env, keys_path)
-    with rest_server(db, "--keys", str(keys_path), env=server_env) as server:
+    with (
+        rule_stub() as stub,
+        rest_server(
+            db, "--keys", str(keys_path), env=stub.env(ENGRAM_WORKER_INTERVAL="0")
+        ) as server,
+    ):
         found = Tenants(server, db, keys_path, server_env, keys)
         with found.client("a") as a, found.client("b") as b:
-            found.a_markers = fill(a, A)
+            found.a_markers = fill(a, A) + list(A_FACT_WORDS)
+            fill_facts(a)
             fill(b, B)
             found.a_records = [r for user in USERS for r in list_all(a, user, kind=list(KINDS))]
         yield found
+
+
+def test_tenant_b_never_sees_tenant_as_facts_jobs_or_usage(tenants: Tenants) -> None:
+    with tenants.client("a") as a:
+        a_facts = list_all(a, "alice", kind="fact")
+        assert sorted(f["text"] for f in a_facts) == ["user likes kitesurfing",
+                                                      "user lives in Zanzibar"]  # fmt: skip
+        before = {u: a.get("/v1/stats", params={"user_id": u}).json() for u in USERS}
+        assert before["bob"]["pending_jobs"] == 1 and before["alice"]["llm"]["extract"]["calls"]
+    with tenants.client("b") as b:
+        assert list_all(b, "alice", kind="fact") == list_all(b, "bob", kind="fact") == []
+        for user in USERS:
+            mine = b.get("/v1/stats", params={"user_id": user}).json()
+            assert mine["pending_jobs"] == 0 and "fact" not in mine["records"]
+            assert mine["llm"]["extract"]["calls"] == 3  # B's own: one a session fill added
+        hits = b.post("/v1/search/facts", json={"user_id": "alice", "query": "Zanzibar"})
+        assert hits.status_code == 200 and hits.json() == {"hits": []}
+        question = {"user_id": "alice", "question": "Where does the user live? Zanzibar?"}
+        answer = b.post("/v1/answer", json=question).json()
+        assert answer["text"] == "I do not know." and answer["citations"] == []
+        assert not any(r["text"] in ("user lives in Zanzibar",) for r in answer["context"])
+        processed = b.post("/v1/jobs/process", json={"user_id": "bob"})
+        assert processed.status_code == 200 and processed.json()["jobs"] == []
+        everyone = b.post("/v1/jobs/process", json={})  # every user's: the open mode only
+        assert everyone.status_code == 403, everyone.text
+    for name, user in (("b-read", "bob"), ("b-team", "bob"), ("b-read", None)):
+        with tenants.client(name) as limited:
+            body = {} if user is None else {"user_id": user}
+            refused = limited.post("/v1/jobs/process", json=body)
+            assert refused.status_code == 403, refused.text
+            assert refused.json()["error"]["type"] == "PermissionDeniedError"
+    with tenants.client("b-read") as read:  # an answer is a read
+        assert read.post("/v1/answer", json=question).status_code == 200
+    with tenants.client("a") as a:
+        assert {u: a.get("/v1/stats", params={"user_id": u}).json() for u in USERS} == before
 
 
 def cursor_of(*position: object) -> str:
@@ -173,8 +225,16 @@ def fuzz_request(rng: random.Random, t: Tenants) -> tuple[str, str, dict[str, An
               "agent_id": agent, "config": config}  # fmt: skip
     message = {"role": "user", "content": "B probes the garden piano lake",
                "id": rng.choice([f"alice-{session}-m0", "fresh", record["id"]])}  # fmt: skip
+    as_of = rng.choice([None, "2020-01-01", "2999-01-01T00:00:00Z"])
+    extract = rng.choice([None, "sync", "background", "off"])
     choices: list[Callable[[], tuple[str, str, dict[str, Any]]]] = [
         lambda: ("POST", "/v1/search", {"json": {**search, "session_id": session}}),
+        lambda: ("POST", "/v1/search/facts", {"json": {**search, "as_of": as_of}}),
+        lambda: ("POST", "/v1/answer", {"json": {"user_id": user, "question": query,
+                                                 "question_date": as_of}}),
+        lambda: ("POST", "/v1/jobs/process", {"json": {"user_id": rng.choice([user, None])}}),
+        lambda: ("GET", "/v1/records", {"params": {"user_id": user, "kind": "fact",
+                                                   "as_of": as_of}}),
         lambda: ("POST", "/v1/search/sessions", {"json": search}),
         lambda: ("GET", "/v1/records", {"params": {
             "user_id": user, "session_id": session, "agent_id": agent, "cursor": cursor,
@@ -189,12 +249,12 @@ def fuzz_request(rng: random.Random, t: Tenants) -> tuple[str, str, dict[str, An
         lambda: ("GET", "/v1/stats", {"params": {"user_id": user}}),
         lambda: ("GET", "/v1/stats", {}),
         lambda: ("POST", "/v1/messages", {"json": {"user_id": user, "session_id": session,
-                                                   "messages": [message]}}),
+                                                   "messages": [message], "extract": extract}}),
     ]  # fmt: skip
     method, path, kwargs = rng.choice(choices)()
-    params = kwargs.get("params")
-    if params:
-        kwargs["params"] = {k: v for k, v in params.items() if v is not None}
+    for part in ("params", "json"):
+        if kwargs.get(part):
+            kwargs[part] = {k: v for k, v in kwargs[part].items() if v is not None}
     return method, path, kwargs
 
 
@@ -202,7 +262,7 @@ def records_in(body: Any) -> list[dict]:
     """The records of a response: of a page or an add, of search hits, of session hits."""
     if not isinstance(body, dict) or "error" in body or "users" in body:  # not stats
         return []
-    found = body.get("records", [])
+    found = [*body.get("records", []), *body.get("citations", []), *body.get("context", [])]
     hits = [*body.get("hits", []), *(h for s in body.get("sessions", []) for h in s["hits"])]
     return found + [h["record"] for h in hits]
 

@@ -146,3 +146,31 @@ def test_cursor_round_trip_and_garbage() -> None:
     for bad in ("", "!!", "bnVsbA", "WzEsMiwzXQ", "WyJzIiwgLTEsICJ0dXJuIiwgIngiXQ"):
         with pytest.raises(InvalidInputError, match="cursor"):
             decode_cursor(bad, "u")
+
+
+def test_llm_errors_have_their_statuses_and_hide_the_endpoint() -> None:
+    import json
+
+    from engram import LLMOutputError, LLMUnavailableError
+    from engram.server.errors import NeedsLLMError, engram_error_response
+
+    down = engram_error_response(LLMUnavailableError("openai:m at http://10.0.0.5:8000/v1: x"))
+    assert down.status_code == 503 and down.headers["retry-after"] == "5"
+    error = json.loads(down.body)["error"]
+    assert error["type"] == "LLMUnavailableError" and "10.0.0.5" not in error["message"]
+    assert engram_error_response(LLMOutputError("bad JSON")).status_code == 502
+    missing = engram_error_response(NeedsLLMError("this needs an LLM"))
+    assert missing.status_code == 501
+    assert json.loads(missing.body)["error"] == {
+        "type": "ConfigurationError", "message": "this needs an LLM"
+    }  # fmt: skip
+    assert engram_error_response(ConfigurationError("broken")).status_code == 500
+
+
+def test_the_llm_table_of_the_config_file_is_not_a_server_setting(tmp_path: Path) -> None:
+    config = tmp_path / "engram.toml"
+    config.write_text('worker_interval = 0.5\n[llm]\nbase_url = "http://h/v1"\n', "utf-8")
+    loaded = ServerSettings.load(str(config))
+    assert loaded.worker_interval == 0.5 and loaded.config_path == str(config)
+    assert loaded.model_copy(update={"db": "x.db"}).config_path == str(config)
+    assert ServerSettings.load().config_path is None

@@ -28,13 +28,16 @@ from engram.checks import (
     check_offset,
     check_query,
     check_record_id,
+    int_in,
 )
-from engram.errors import ConfigurationError, NotFoundError
+from engram.errors import ConfigurationError, InvalidInputError, NotFoundError
 from engram.read.config import SearchConfig, resolve_config
 from engram.types import (
+    Answer,
     HistoryEvent,
     Hit,
     MemoryRecord,
+    ProcessReport,
     RecordFilter,
     RecordKind,
     Scope,
@@ -47,11 +50,23 @@ from engram.write.messages import Message, parse_datetime, parse_messages
 if TYPE_CHECKING:
     import httpx
 
+    from engram.memory import Extract
     from engram.remote import Remote
 
 __all__ = ["Client"]
 
 CLIENT_EXTRA = "pip install 'engram-memory[client]'"
+EXTRACT_MODES = ("sync", "background", "off")
+
+
+def _extract(extract: object) -> str | None:
+    """``extract`` checked as ``Memory`` checks it; whether the server has the LLM that
+    ``"sync"`` needs only the server knows (ConfigurationError, as from ``Memory``)."""
+    if extract is not None and extract not in EXTRACT_MODES:
+        raise InvalidInputError(
+            f"extract must be one of {', '.join(EXTRACT_MODES)}, got {extract!r}"
+        )
+    return extract
 
 
 def _date(value: datetime | str | None, what: str) -> str | None:
@@ -133,17 +148,28 @@ class Client:
         session_id: str | None = None,
         session_date: datetime | str | None = None,
         agent_id: str | None = None,
+        extract: Extract | None = None,
     ) -> builtins.list[MemoryRecord]:
         """Store messages verbatim (one transaction on the server) and index them; idempotent,
-        like :meth:`Memory.add`. Returns the turn record of every message, in order."""
+        like :meth:`Memory.add`. Returns the turn record of every message, in order.
+        ``extract``: as for :meth:`Memory.add`, with the server's LLM (default: the server's
+        ``extract_default``)."""
         Scope(user_id, agent_id, DEFAULT_SESSION if session_id is None else session_id)
+        mode = _extract(extract)
         parsed = parse_messages(messages)
         body = {
             "user_id": user_id, "session_id": session_id, "agent_id": agent_id,
-            "session_date": _date(session_date, "session_date"),
+            "session_date": _date(session_date, "session_date"), "extract": mode,
             "messages": [{k: v for k, v in _message(m).items() if v is not None} for m in parsed],
         }  # fmt: skip
         return self._remote.add(body)
+
+    def process_pending(self, *, limit: int = 100, user_id: str | None = None) -> ProcessReport:
+        """Extract and consolidate facts for up to ``limit`` queued jobs of ``user_id`` with the
+        server's LLM (every user's: keyless servers only), each committed on its own."""
+        if user_id is not None:
+            Scope(user_id)
+        return self._remote.process(check_limit(limit), user_id)
 
     def update(self, record_id: str, text: str, *, user_id: str) -> MemoryRecord:
         """Replace a record's text; its keys are rebuilt and the old text stays in the history."""
@@ -178,20 +204,22 @@ class Client:
         limit: int = 100,
         offset: int = 0,
         after: MemoryRecord | None = None,
+        as_of: datetime | str | None = None,
     ) -> builtins.list[MemoryRecord]:
         """Records in scope, in conversation order; page with ``after=page[-1]`` (one request a
         page, stable while others write). The REST API pages by cursor only, so ``offset``
         is counted here: the skipped records are fetched, 1000 a request, and dropped. Prefer
-        ``after``; an offset is for small skips."""
+        ``after``; an offset is for small skips. ``as_of``: as for :meth:`Memory.list`."""
+        when = _date(as_of, "as_of")
         where = RecordFilter(user_id, agent_id, session_id, check_kinds(kinds) or tuple(RecordKind))
         limit, skip, anchor = check_limit(limit), check_offset(offset), check_after(after)
         while skip:
             step = min(skip, MAX_LIMIT)
-            skipped = self._remote.page(where, limit=step, after=anchor)
+            skipped = self._remote.page(where, limit=step, after=anchor, as_of=when)
             if len(skipped) < step:
                 return []
             skip, anchor = skip - step, skipped[-1]
-        return self._remote.page(where, limit=limit, after=anchor)
+        return self._remote.page(where, limit=limit, after=anchor, as_of=when)
 
     def history(self, record_id: str, *, user_id: str) -> builtins.list[HistoryEvent]:
         Scope(user_id)
@@ -207,16 +235,65 @@ class Client:
         agent_id: str | None = None,
         question_date: datetime | str | None = None,
         config: SearchConfig | str | None = None,
+        as_of: datetime | str | None = None,
     ) -> builtins.list[Hit]:
-        """The turns most relevant to ``query``, best first, each with per-retriever scores."""
+        """The turns most relevant to ``query``, best first, each with per-retriever scores.
+        ``as_of``: search memory as it was then."""
+        return self._search(query, user_id, limit, session_id, agent_id, question_date, config,
+                            as_of, facts=False)  # fmt: skip
+
+    def search_facts(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        limit: int = 10,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        question_date: datetime | str | None = None,
+        config: SearchConfig | str | None = None,
+        as_of: datetime | str | None = None,
+    ) -> builtins.list[Hit]:
+        """The facts most relevant to ``query`` (true now, or at ``as_of``), best first."""
+        return self._search(query, user_id, limit, session_id, agent_id, question_date, config,
+                            as_of, facts=True)  # fmt: skip
+
+    def _search(
+        self, query: str, user_id: str, limit: int, session_id: str | None,
+        agent_id: str | None, question_date: datetime | str | None,
+        config: SearchConfig | str | None, as_of: datetime | str | None, *, facts: bool,
+    ) -> builtins.list[Hit]:  # fmt: skip
         RecordFilter(user_id, agent_id, session_id)
         date = _date(question_date, "question_date")
         body = {
             "query": check_query(query), "user_id": user_id, "limit": check_limit(limit),
             "session_id": session_id, "agent_id": agent_id, "question_date": date,
+            "as_of": _date(as_of, "as_of"),
         }  # fmt: skip
         resolve_config(config)
-        return self._remote.search(body, config)
+        return self._remote.search(body, config, facts=facts)
+
+    def answer(
+        self,
+        question: str,
+        *,
+        user_id: str,
+        question_date: datetime | str | None = None,
+        budget: int = 3000,
+        limit: int = 20,
+        config: SearchConfig | str | None = None,
+    ) -> Answer:
+        """Answer ``question`` from memory with the server's LLM, like :meth:`Memory.answer`:
+        the answer, the records it cites, the records it was shown, and the usage."""
+        if not int_in(budget, 100, 200_000):
+            raise InvalidInputError("budget must be an integer from 100 to 200000 tokens")
+        Scope(user_id)
+        body = {
+            "question": check_query(question), "user_id": user_id, "budget": budget,
+            "limit": check_limit(limit), "question_date": _date(question_date, "question_date"),
+        }  # fmt: skip
+        resolve_config(config)
+        return self._remote.answer(body, config)
 
     def search_sessions(
         self,

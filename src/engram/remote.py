@@ -62,7 +62,17 @@ from engram.server.schemas import (
     StatsOut,
     encode_cursor,
 )
-from engram.types import HistoryEvent, Hit, MemoryRecord, RecordFilter, SessionHit, StoreStats
+from engram.server.schemas_llm import AnswerOut, ProcessReportOut
+from engram.types import (
+    Answer,
+    HistoryEvent,
+    Hit,
+    MemoryRecord,
+    ProcessReport,
+    RecordFilter,
+    SessionHit,
+    StoreStats,
+)
 
 __all__ = ["Remote", "error_of"]
 
@@ -119,6 +129,7 @@ def _record(out: RecordOut) -> MemoryRecord:
         record, timestamp=_aware(record.timestamp), created_at=_aware(record.created_at),
         valid_from=None if record.valid_from is None else _aware(record.valid_from),
         valid_to=None if record.valid_to is None else _aware(record.valid_to),
+        expired_at=None if record.expired_at is None else _aware(record.expired_at),
     )  # fmt: skip
 
 
@@ -246,13 +257,13 @@ class Remote:
         return _record(self.call("GET", path, RecordOut, params={"user_id": user_id}))
 
     def page(
-        self, where: RecordFilter, *, limit: int, after: MemoryRecord | None
+        self, where: RecordFilter, *, limit: int, after: MemoryRecord | None, as_of: str | None
     ) -> builtins.list[MemoryRecord]:
         """One page of ``GET /v1/records``: the records after ``after`` (None: from the start)."""
         params = {
             "user_id": where.user_id, "session_id": where.session_id, "agent_id": where.agent_id,
             "kind": [k.value for k in where.kinds], "limit": limit,
-            "cursor": None if after is None else encode_cursor(after),
+            "cursor": None if after is None else encode_cursor(after), "as_of": as_of,
         }  # fmt: skip
         return [
             _record(r) for r in self.call("GET", "/v1/records", RecordPage, params=params).records
@@ -264,10 +275,19 @@ class Remote:
         return [replace(e.to_event(), at=_aware(e.at)) for e in events]
 
     def search(
-        self, body: Mapping[str, Any], config: SearchConfig | str | None
+        self, body: Mapping[str, Any], config: SearchConfig | str | None, *, facts: bool = False
     ) -> builtins.list[Hit]:
         request = _given({**body, "config": _config(config)})
-        return [_hit(h) for h in self.call("POST", "/v1/search", SearchResponse, body=request).hits]
+        path = "/v1/search/facts" if facts else "/v1/search"
+        return [_hit(h) for h in self.call("POST", path, SearchResponse, body=request).hits]
+
+    def answer(self, body: Mapping[str, Any], config: SearchConfig | str | None) -> Answer:
+        request = _given({**body, "config": _config(config)})
+        return self.call("POST", "/v1/answer", AnswerOut, body=request).to_answer(_record)
+
+    def process(self, limit: int, user_id: str | None) -> ProcessReport:
+        body = _given({"limit": limit, "user_id": user_id})
+        return self.call("POST", "/v1/jobs/process", ProcessReportOut, body=body).to_report()
 
     def search_sessions(
         self, body: Mapping[str, Any], config: SearchConfig | str | None

@@ -22,7 +22,9 @@ from engram.server.errors import (
 from engram.server.keys import KeyStore
 from engram.server.middleware import LimitsMiddleware
 from engram.server.routes import router
+from engram.server.routes_llm import llm_router
 from engram.server.settings import ServerSettings
+from engram.server.worker import start_worker
 from engram.ui import mount as mount_ui
 
 __all__ = ["create_app", "warm_up"]
@@ -54,9 +56,14 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         await anyio.to_thread.run_sync(warm_up, memory)
+        worker = start_worker(memory, settings.worker_interval)
         app.state.ready = True
         yield
         app.state.ready = False  # uvicorn has finished the requests in flight by now
+        if worker is not None and not await anyio.to_thread.run_sync(
+            worker.stop, settings.shutdown_timeout
+        ):
+            log.warning("the worker's job in hand did not finish; it is retried after its lease")
         if close_memory:
             await anyio.to_thread.run_sync(memory.close)
 
@@ -68,6 +75,7 @@ def create_app(
     app.state.memory, app.state.settings, app.state.keys = memory, settings, keys
     app.state.ready = False
     app.include_router(router)
+    app.include_router(llm_router)
     mount_ui(app)  # the memory browser at /ui: static files, a client of the routes above
     _health(app)
     _error_handlers(app)
@@ -97,14 +105,16 @@ def _health(app: FastAPI) -> None:
 
     @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
     def readyz(request: Request) -> Any:
-        """The store answers and the server takes requests (503 while starting or stopping)."""
+        """The store answers and the server takes requests (503 while starting or stopping);
+        ``llm``: the model that extracts facts and answers (null: none)."""
         if not request.app.state.ready:
             return error_response(503, "NotReady", "the server is starting or shutting down")
         try:
             request.app.state.memory.stats(user_id=_PROBE_USER)  # one cheap query
         except EngramError as exc:
             return engram_error_response(exc)
-        return {"status": "ready"}
+        llm = request.app.state.memory.llm
+        return {"status": "ready", "llm": None if llm is None else llm.name}
 
 
 def _error_handlers(app: FastAPI) -> None:

@@ -19,6 +19,9 @@ StoreLockedError           503     another process held the database; retry (Ret
 StoreError                 503     the store failed; nothing was written
 EmbeddingError             503     the embedding model failed
 Timeout                    504     the request took longer than ``request_timeout``
+LLMUnavailableError        503     the server's LLM endpoint failed (Retry-After)
+LLMOutputError             502     the server's LLM gave no usable answer
+ConfigurationError         501     (type ConfigurationError) this server has no LLM
 ConfigurationError         500     the server is misconfigured
 InternalError              500     a bug in Engram (logged with its traceback)
 =========================  ======  ==========================================================
@@ -28,28 +31,52 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from starlette.responses import JSONResponse
 
 from engram import (
     AuthenticationError,
+    ConfigurationError,
     ConflictError,
     EmbeddingError,
     EngramError,
     InvalidInputError,
+    LLMError,
+    LLMOutputError,
+    LLMUnavailableError,
     NotFoundError,
     PermissionDeniedError,
     StoreError,
     StoreLockedError,
 )
 
-__all__ = ["SafeJSONResponse", "error_response", "status_of"]
+__all__ = ["NeedsLLMError", "SafeJSONResponse", "error_response", "redact_urls", "status_of"]
 
 log = logging.getLogger("engram.server")
 
+
+class NeedsLLMError(ConfigurationError):
+    """The :class:`~engram.ConfigurationError` of a call that needs an LLM, on a server that has
+    none: 501 Not Implemented, sent as type ``ConfigurationError`` (the class ``Memory``
+    raises, which :class:`engram.Client` raises again)."""
+
+
+_URL = re.compile(r"https?://[^\s'\")]+")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` without URLs: an LLM error names the server's endpoint, which is no business of
+    the client (the server's log keeps the whole message)."""
+    return _URL.sub("<the LLM endpoint>", text)
+
+
+LLM_RETRY_AFTER = 5  # seconds: an LLM endpoint that failed its bounded retries needs a while
+
 # Most specific first: the first class an error is an instance of gives its status.
 _STATUS: tuple[tuple[type[EngramError], int], ...] = (
+    (NeedsLLMError, 501),
     (InvalidInputError, 422),
     (AuthenticationError, 401),
     (PermissionDeniedError, 403),
@@ -58,6 +85,9 @@ _STATUS: tuple[tuple[type[EngramError], int], ...] = (
     (StoreLockedError, 503),
     (StoreError, 503),
     (EmbeddingError, 503),
+    (LLMUnavailableError, 503),
+    (LLMOutputError, 502),
+    (LLMError, 502),
 )
 
 
@@ -97,9 +127,16 @@ def error_response(
 
 def engram_error_response(exc: EngramError) -> SafeJSONResponse:
     status = status_of(exc)
+    kind, message = type(exc).__name__, str(exc)
     headers = {"Retry-After": "1"} if status == 503 else None
     if status == 401:
         headers = {"WWW-Authenticate": 'Bearer realm="engram"'}
-    if status >= 500:
-        log.error("%s: %s", type(exc).__name__, exc)
-    return error_response(status, type(exc).__name__, str(exc), headers=headers)
+    if isinstance(exc, LLMError):
+        message = redact_urls(message)
+        if status == 503:
+            headers = {"Retry-After": str(LLM_RETRY_AFTER)}
+    if isinstance(exc, NeedsLLMError):
+        kind = "ConfigurationError"  # a client's request, not the server's failure: not logged
+    elif status >= 500:
+        log.error("%s: %s", kind, exc)
+    return error_response(status, kind, message, headers=headers)

@@ -41,8 +41,8 @@ from engram.server.app import warm_up
 from engram.server.auth import principal_for, request_key
 from engram.server.errors import engram_error_response
 from engram.server.keys import KeyStore
-from engram.server.mcp_tools import TOOLS, MemoryTools, PrincipalSource
-from engram.server.run import listen, open_memory, run_uvicorn
+from engram.server.mcp_tools import LLM_TOOLS, TOOLS, MemoryTools, PrincipalSource
+from engram.server.run import close_memory, listen, open_memory, run_uvicorn
 from engram.server.settings import ServerSettings, user_data_db
 from engram.server.tenancy import OPEN, Principal
 
@@ -170,6 +170,8 @@ def create_mcp(
     for name, hints in TOOLS.items():
         if name == "forget_all_memories" and not settings.mcp_allow_forget:
             continue
+        if name in LLM_TOOLS and memory.llm is None:
+            continue
         fn = as_tool(getattr(tools, name), with_user=settings.mcp_allow_any_user)
         strict.allowed[name] = tool_arguments(fn)
         server.add_tool(
@@ -272,7 +274,7 @@ def run_mcp(settings: ServerSettings) -> None:
         _say(f"MCP over stdio ({_where(settings)})")
         anyio.run(server.run_stdio_async)
     finally:
-        memory.close()
+        close_memory(memory)
 
 
 def _run_http(settings: ServerSettings) -> None:

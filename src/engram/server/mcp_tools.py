@@ -15,22 +15,24 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from engram import Hit, Memory, MemoryRecord, NotFoundError, StoreError
+from engram import Hit, Memory, MemoryRecord, NotFoundError, RecordKind, StoreError
 from engram.server.schemas import decode_cursor, encode_cursor
 from engram.server.scoped import ScopedMemory
 from engram.server.settings import ServerSettings
 from engram.server.tenancy import Principal
 
 __all__ = [
+    "LLM_TOOLS",
     "MCP_SESSION",
     "TOOLS",
+    "Answered",
     "Deleted",
     "Forgotten",
     "FoundMemory",
@@ -62,14 +64,21 @@ class MemoryOut(BaseModel):
     timestamp: datetime = Field(description="When it was said or noted (ISO 8601, UTC).")
     role: str | None = Field(description="Who said it: user, assistant, ...")
     name: str | None = Field(None, description="The speaker's name, when known.")
-    text: str = Field(description="The memory, verbatim.")
+    text: str = Field(description="The memory, verbatim (a fact: a statement drawn from it).")
     metadata: dict[str, Any] = Field(default_factory=dict)
+    kind: str = Field("turn", description="turn: something said or noted; fact: extracted.")
+    valid_from: datetime | None = Field(None, description="A fact: true since (when known).")
+    valid_to: datetime | None = Field(None, description="A fact: true until (null: still).")
+    superseded_by: str | None = Field(None, description="A fact: the id of the newer fact.")
 
     @classmethod
     def of(cls, record: MemoryRecord) -> MemoryOut:
+        fact = record.kind is RecordKind.FACT
         return cls(
             id=record.id, session_id=record.session_id, timestamp=record.timestamp,
             role=record.role, name=record.name, text=record.text, metadata=dict(record.metadata),
+            kind=record.kind.value, valid_from=record.valid_from if fact else None,
+            valid_to=record.valid_to if fact else None, superseded_by=record.superseded_by,
         )  # fmt: skip
 
 
@@ -92,6 +101,16 @@ class Remembered(BaseModel):
 class SearchResults(BaseModel):
     query: str
     results: list[FoundMemory] = Field(description="Best first; no two with the same text.")
+    facts: list[FoundMemory] = Field(
+        default_factory=list,
+        description="Facts extracted from the memories (true now, or at as_of), best first.",
+    )
+
+
+class Answered(BaseModel):
+    answer: str = Field(description="The answer, from the user's memories only.")
+    citations: list[MemoryOut] = Field(description="The memories the answer rests on.")
+    considered: int = Field(description="How many memories were read to answer.")
 
 
 class MemoryPage(BaseModel):
@@ -154,6 +173,10 @@ SessionFilter = Annotated[
 ]
 RecordId = Annotated[
     str, Field(description="A memory's id, as search_memory or list_memories gave it.")
+]
+AsOf = Annotated[
+    str | None,
+    Field(description="ISO 8601 date: memory as it was then (facts true then); default: now."),
 ]
 UserArg = Annotated[
     str | None,
@@ -226,6 +249,7 @@ class MemoryTools:
         ctx: Context[Any, Any],
         limit: Annotated[int, Field(ge=1, le=100, description="At most this many results.")] = 10,
         session_id: SessionFilter = None,
+        as_of: AsOf = None,
         user_id: UserArg = None,
     ) -> SearchResults:
         """Search long-term memory for what is relevant to a question or topic: use it before
@@ -233,10 +257,15 @@ class MemoryTools:
         preferences, or notes remembered before. Hybrid search (keywords and meaning), best
         first; each result has its id, session, timestamp, role, text and score, and a text
         that was stored several times comes back once (duplicate_ids lists the other copies).
-        An empty list means nothing relevant is stored."""
+        An empty list means nothing relevant is stored. facts lists statements extracted from
+        the memories (with valid_from / valid_to), when there are any. as_of searches memory
+        as it was on that date (what had been said by then, the facts true then)."""
         scoped, user = self._scoped(ctx, user_id)
-        hits = scoped.search(query, user_id=user, limit=min(1000, 3 * limit), session_id=session_id)
-        return SearchResults(query=query, results=dedupe(hits, limit))
+        wide, session = min(1000, 3 * limit), session_id or None
+        hits = scoped.search(query, user_id=user, limit=wide, session_id=session, as_of=as_of)
+        facts = scoped.search(query, user_id=user, limit=wide, session_id=session, as_of=as_of,
+                              facts=True)  # fmt: skip
+        return SearchResults(query=query, results=dedupe(hits, limit), facts=dedupe(facts, limit))
 
     def list_memories(
         self,
@@ -246,15 +275,24 @@ class MemoryTools:
         cursor: Annotated[
             str | None, Field(description="next_cursor of the previous page; omit for the first.")
         ] = None,
+        kind: Annotated[
+            Literal["turn", "fact"],
+            Field(description="turn (default): what was said or noted; fact: extracted facts."),
+        ] = "turn",
+        as_of: AsOf = None,
         user_id: UserArg = None,
     ) -> MemoryPage:
         """List stored memories in order (session by session, oldest first), a page at a time:
         use it to review or audit what is remembered, or to browse one session. To find
         something specific, use search_memory instead. Pass next_cursor back as cursor to get
-        the next page."""
+        the next page. kind=fact lists the facts extracted from them, superseded ones too
+        (with superseded_by) unless as_of is given: then only what was true on that date."""
         scoped, user = self._scoped(ctx, user_id)
         after = None if cursor is None else decode_cursor(cursor, user)
-        page = scoped.list(user_id=user, session_id=session_id or None, limit=limit, after=after)
+        page = scoped.list(
+            user_id=user, session_id=session_id or None, limit=limit, after=after,
+            kinds=(kind,), as_of=as_of or None,
+        )  # fmt: skip
         next_cursor = encode_cursor(page[-1]) if len(page) == limit else None
         return MemoryPage(memories=[MemoryOut.of(r) for r in page], next_cursor=next_cursor)
 
@@ -275,6 +313,28 @@ class MemoryTools:
         scoped, user = self._scoped(ctx, user_id)
         scoped.delete(record_id, user_id=user)
         return Deleted(id=record_id, message=f"Deleted memory {record_id}.")
+
+    def answer_from_memory(
+        self,
+        question: Annotated[str, Field(description="The question, in natural language.")],
+        ctx: Context[Any, Any],
+        question_date: Annotated[
+            str | None,
+            Field(description="When it is asked, ISO 8601; facts true then count (default now)."),
+        ] = None,
+        user_id: UserArg = None,
+    ) -> Answered:
+        """Answer a question about the user from long-term memory, with citations: the server's
+        model reads the most relevant facts and conversation excerpts (true at question_date)
+        and answers from them alone. Use it for direct questions ("Where does the user live
+        now?", "What did we decide about the trip?"); use search_memory to browse raw memories.
+        An answer without citations means memory does not say; do not guess beyond it."""
+        scoped, user = self._scoped(ctx, user_id)
+        found = scoped.answer(question, user_id=user, question_date=question_date or None)
+        return Answered(
+            answer=found.text, citations=[MemoryOut.of(r) for r in found.citations],
+            considered=len(found.context),
+        )  # fmt: skip
 
     def forget_all_memories(
         self,
@@ -308,6 +368,9 @@ TOOLS: Mapping[str, ToolAnnotations] = {
     "get_memory": _hints("Get a memory", read_only=True),
     "delete_memory": _hints("Delete a memory", read_only=False, destructive=True),
     "forget_all_memories": _hints("Forget all memories", read_only=False, destructive=True),
+    "answer_from_memory": _hints("Answer from memory", read_only=True),
 }
 """Every tool (a :class:`MemoryTools` method) and its hints; ``forget_all_memories`` is only
-registered where the settings allow it."""
+registered where the settings allow it, the :data:`LLM_TOOLS` where the memory has an LLM."""
+
+LLM_TOOLS = frozenset({"answer_from_memory"})

@@ -37,13 +37,13 @@ from engram.server.schemas import (
 )
 from engram.server.scoped import ScopedMemory
 
-__all__ = ["router"]
+__all__ = ["ERRORS", "Mem", "router"]
 
-_ERRORS = {
+ERRORS = {
     status: {"model": ErrorBody}
-    for status in (400, 401, 403, 404, 409, 413, 415, 422, 500, 503, 504)
+    for status in (400, 401, 403, 404, 409, 413, 415, 422, 500, 501, 502, 503, 504)
 }
-router = APIRouter(prefix="/v1", responses=_ERRORS)  # type: ignore[arg-type]
+router = APIRouter(prefix="/v1", responses=ERRORS)  # type: ignore[arg-type]
 Mem = Annotated[ScopedMemory, Depends(scoped_memory)]
 UserQuery = Annotated[str, Query(description="The user whose memory this is.")]
 
@@ -52,14 +52,16 @@ UserQuery = Annotated[str, Query(description="The user whose memory this is.")]
 def add_messages(body: AddRequest, mem: Mem, request: Request) -> AddResponse:
     """Store the messages of one session verbatim (one transaction) and index them. Idempotent:
     a message already stored (same id, or same role, content and timestamp) is not stored
-    again. Returns the turn record of every message, in order."""
+    again. Returns the turn record of every message, in order. ``extract``: queue the turns
+    for fact extraction (``background``), extract before answering (``sync``), or not
+    (``off``); the default is the server's (``extract_default``)."""
     limit = request.app.state.settings.max_messages
     if len(body.messages) > limit:
         raise InvalidInputError(f"at most {limit} messages per request, got {len(body.messages)}")
     messages = [m.model_dump(exclude_none=True) for m in body.messages]
     records = mem.add(
         messages, user_id=body.user_id, session_id=body.session_id,
-        session_date=body.session_date, agent_id=body.agent_id,
+        session_date=body.session_date, agent_id=body.agent_id, extract=body.extract,
     )  # fmt: skip
     return AddResponse(records=[RecordOut.of(r) for r in records])
 
@@ -67,10 +69,11 @@ def add_messages(body: AddRequest, mem: Mem, request: Request) -> AddResponse:
 @router.post("/search", response_model=SearchResponse, tags=["read"])
 def search(body: SearchRequest, mem: Mem) -> SearchResponse:
     """The turns most relevant to the query, best first; ``found_by`` says which retriever
-    found each hit, at what rank and raw score."""
+    found each hit, at what rank and raw score. ``as_of``: memory as it was then."""
     hits = mem.search(
         body.query, user_id=body.user_id, limit=body.limit, session_id=body.session_id,
         agent_id=body.agent_id, question_date=body.question_date, config=body.search_config(),
+        as_of=body.as_of,
     )  # fmt: skip
     return SearchResponse(hits=[HitOut.of(h) for h in hits])
 
@@ -80,6 +83,8 @@ def search_sessions(body: SearchRequest, mem: Mem) -> SessionSearchResponse:
     """Sessions ranked by their best turns (``session_id`` must not be given)."""
     if body.session_id is not None:
         raise InvalidInputError("search/sessions ranks sessions: session_id cannot be given")
+    if body.as_of is not None:
+        raise InvalidInputError("search/sessions does not take as_of")
     sessions = mem.search_sessions(
         body.query, user_id=body.user_id, limit=body.limit, agent_id=body.agent_id,
         question_date=body.question_date, config=body.search_config(),
@@ -96,14 +101,16 @@ def list_records(
     kind: Annotated[list[RecordKind] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
+    as_of: Annotated[str | None, Query(max_length=64)] = None,
 ) -> RecordPage:
     """Records in conversation order (turns unless ``kind`` says otherwise), a page at a time:
     pass ``next_cursor`` back as ``cursor``. Pages neither skip nor repeat records when others
-    are added or deleted meanwhile."""
+    are added or deleted meanwhile. ``as_of``: only what was part of memory then (facts true
+    then, other records said by then)."""
     after = None if cursor is None else decode_cursor(cursor, user_id)
     records = mem.list(
         user_id=user_id, session_id=session_id, agent_id=agent_id,
-        kinds=kind or (RecordKind.TURN,), limit=limit, after=after,
+        kinds=kind or (RecordKind.TURN,), limit=limit, after=after, as_of=as_of,
     )  # fmt: skip
     next_cursor = encode_cursor(records[-1]) if len(records) == limit else None
     return RecordPage(records=[RecordOut.of(r) for r in records], next_cursor=next_cursor)

@@ -21,6 +21,7 @@ __all__ = [
     "Listener",
     "bind",
     "check_exposure",
+    "close_memory",
     "listen",
     "open_memory",
     "report_batching",
@@ -33,7 +34,12 @@ log = logging.getLogger("engram.server")
 
 def open_memory(settings: ServerSettings) -> Memory:
     """The server's memory: the configured store and embedder, the embedder wrapped in a
-    :class:`~engram.BatchingEmbedder` so that concurrent requests share model calls."""
+    :class:`~engram.BatchingEmbedder` so that concurrent requests share model calls, and the
+    LLM of ``ENGRAM_LLM_*`` / the config file's ``[llm]`` table (none without a base URL)."""
+    from engram.llm.settings import LLMSettings, make_llm
+    from engram.store.sqlite import SqliteStore
+
+    llm = make_llm(LLMSettings.load(config=settings.config_path))
     embedder: Embedder = make_embedder(settings.embedder, settings.core())
     if settings.batch_max > 1:
         from engram.embed import BatchingEmbedder
@@ -41,7 +47,20 @@ def open_memory(settings: ServerSettings) -> Memory:
         embedder = BatchingEmbedder(
             embedder, max_batch=settings.batch_max, max_wait=settings.batch_wait_ms / 1000
         )
-    return Memory.open(settings.db, embedder=embedder)
+    store = SqliteStore(settings.db)
+    try:
+        return Memory(store=store, embedder=embedder, llm=llm, extract=settings.extract_default)
+    except BaseException:
+        store.close()
+        raise
+
+
+def close_memory(memory: Memory) -> None:
+    """Close the store, then the LLM's connections."""
+    memory.close()
+    close = getattr(memory.llm, "close", None)
+    if callable(close):
+        close()
 
 
 def check_exposure(host: str, keys: KeyStore | None) -> None:
@@ -96,7 +115,7 @@ def run_uvicorn(app: Any, sock: socket.socket, settings: ServerSettings, memory:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         report_batching(memory)
-        memory.close()
+        close_memory(memory)
         sock.close()
 
 
@@ -149,6 +168,7 @@ def serve(settings: ServerSettings) -> None:
     """Run the REST server until SIGINT or SIGTERM (see :func:`run_uvicorn`)."""
     server = listen(settings, settings.port)
     app = create_app(server.memory, settings, keys=server.keys)
-    print(f"engram: serving {server.url()} ({settings.db}; {server.mode})", file=sys.stderr)
+    llm = "no LLM" if server.memory.llm is None else f"LLM {server.memory.llm.name}"
+    print(f"engram: serving {server.url()} ({settings.db}; {server.mode}; {llm})", file=sys.stderr)
     sys.stderr.flush()
     run_uvicorn(app, server.sock, settings, server.memory)

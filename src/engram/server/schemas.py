@@ -80,6 +80,9 @@ class AddRequest(_In):
     session_date: DateTime | None = None
     agent_id: str | None = None
     messages: list[MessageIn] = Field(min_length=1)
+    extract: Literal["sync", "background", "off"] | None = Field(
+        None, description="Fact extraction for these turns (default: the server's)."
+    )
 
 
 class UpdateRequest(_In):
@@ -142,6 +145,7 @@ class SearchRequest(_In):
     agent_id: str | None = None
     question_date: DateTime | None = None
     config: Literal["hybrid", "lexical", "semantic"] | SearchConfigIn | None = None
+    as_of: DateTime | None = None
 
     def search_config(self) -> SearchConfig | str | None:
         return self.config.to_config() if isinstance(self.config, SearchConfigIn) else self.config
@@ -164,6 +168,8 @@ class RecordOut(BaseModel):
     valid_from: datetime | None
     valid_to: datetime | None
     metadata: dict[str, Any]
+    expired_at: datetime | None = Field(None, description="When a fact was retired (facts).")
+    superseded_by: str | None = Field(None, description="The fact that replaced this one.")
 
     @classmethod
     def of(cls, record: MemoryRecord) -> RecordOut:
@@ -228,6 +234,7 @@ class HistoryEventOut(BaseModel):
     old_text: str | None
     new_text: str | None
     at: datetime
+    reason: str | None = None
 
     @classmethod
     def of(cls, event: HistoryEvent) -> HistoryEventOut:
@@ -244,11 +251,17 @@ class StatsOut(BaseModel):
     size_bytes: int | None
     embedder: str | None
     dim: int | None
+    pending_jobs: int = Field(0, description="Deferred extractions not done yet.")
+    failed_jobs: int = Field(0, description="Of those, the ones whose last attempt failed.")
+    llm: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="LLM usage by purpose (extract, answer, ...)."
+    )
 
     @classmethod
     def of(cls, stats: StoreStats) -> StatsOut:
         values = {f.name: getattr(stats, f.name) for f in fields(stats)}
         values["records"] = dict(stats.records)
+        values["llm"] = {purpose: dict(usage) for purpose, usage in stats.llm.items()}
         return cls(**values)
 
     def to_stats(self) -> StoreStats:

@@ -4,11 +4,14 @@ through here, so both map user ids (and check what a key may do) in exactly one 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from engram import (
+    ConfigurationError,
     HistoryEvent,
     Hit,
     Memory,
@@ -19,7 +22,12 @@ from engram import (
     SessionHit,
     StoreStats,
 )
+from engram.server.errors import NeedsLLMError
 from engram.server.tenancy import Principal
+from engram.types import Answer, ProcessReport
+
+if TYPE_CHECKING:
+    from engram.memory import Extract
 
 __all__ = ["ScopedMemory"]
 
@@ -42,6 +50,17 @@ class ScopedMemory:
     def _hit(self, hit: Hit) -> Hit:
         return replace(hit, record=self._record(hit.record))
 
+    @contextmanager
+    def _llm(self) -> Iterator[None]:
+        """A ConfigurationError of a memory without an LLM is the client's :class:`NeedsLLMError`
+        (501), not the server's misconfiguration (500)."""
+        try:
+            yield
+        except ConfigurationError as exc:
+            if self.memory.llm is None and not isinstance(exc, NeedsLLMError):
+                raise NeedsLLMError(str(exc)) from None
+            raise
+
     # -- writes ---------------------------------------------------------------------------------
 
     def add(
@@ -52,12 +71,30 @@ class ScopedMemory:
         session_id: str | None = None,
         session_date: datetime | str | None = None,
         agent_id: str | None = None,
+        extract: Extract | None = None,
     ) -> builtins.list[MemoryRecord]:
-        records = self.memory.add(
-            messages, user_id=self._user(user_id, write=True), session_id=session_id,
-            session_date=session_date, agent_id=agent_id,
-        )  # fmt: skip
+        stored = self._user(user_id, write=True)
+        with self._llm():
+            records = self.memory.add(
+                messages, user_id=stored, session_id=session_id, session_date=session_date,
+                agent_id=agent_id, extract=extract,
+            )  # fmt: skip
         return [self._record(r) for r in records]
+
+    def process_pending(self, *, limit: int = 100, user_id: str | None = None) -> ProcessReport:
+        """Jobs of one user; every user's only in the open mode (a tenant's key names a user,
+        so that it never claims, nor learns of, another tenant's jobs). A write: read-only
+        keys may not."""
+        if user_id is None:
+            if not self.principal.open:
+                raise PermissionDeniedError(
+                    "processing every user's jobs is for the open (keyless) mode; name a user_id"
+                )
+            stored = None
+        else:
+            stored = self._user(user_id, write=True)
+        with self._llm():
+            return self.memory.process_pending(limit=limit, user_id=stored)
 
     def update(self, record_id: str, text: str, *, user_id: str) -> MemoryRecord:
         stored = self._user(user_id, write=True)
@@ -84,12 +121,13 @@ class ScopedMemory:
         limit: int = 100,
         offset: int = 0,
         after: MemoryRecord | None = None,
+        as_of: datetime | str | None = None,
     ) -> builtins.list[MemoryRecord]:
         stored = self._user(user_id)
         anchor = None if after is None else replace(after, user_id=stored)
         records = self.memory.list(
             user_id=stored, session_id=session_id, agent_id=agent_id, kinds=kinds,
-            limit=limit, offset=offset, after=anchor,
+            limit=limit, offset=offset, after=anchor, as_of=as_of,
         )  # fmt: skip
         return [self._record(r) for r in records]
 
@@ -107,12 +145,37 @@ class ScopedMemory:
         agent_id: str | None = None,
         question_date: datetime | str | None = None,
         config: SearchConfig | str | None = None,
+        as_of: datetime | str | None = None,
+        facts: bool = False,
     ) -> builtins.list[Hit]:
-        hits = self.memory.search(
+        """:meth:`Memory.search`, or with ``facts`` :meth:`Memory.search_facts`."""
+        find = self.memory.search_facts if facts else self.memory.search
+        hits = find(
             query, user_id=self._user(user_id), limit=limit, session_id=session_id,
-            agent_id=agent_id, question_date=question_date, config=config,
+            agent_id=agent_id, question_date=question_date, config=config, as_of=as_of,
         )  # fmt: skip
         return [self._hit(h) for h in hits]
+
+    def answer(
+        self,
+        question: str,
+        *,
+        user_id: str,
+        question_date: datetime | str | None = None,
+        budget: int = 3000,
+        limit: int = 20,
+        config: SearchConfig | str | None = None,
+    ) -> Answer:
+        stored = self._user(user_id)
+        with self._llm():
+            found = self.memory.answer(
+                question, user_id=stored, question_date=question_date, budget=budget,
+                limit=limit, config=config,
+            )  # fmt: skip
+        return replace(
+            found, citations=tuple(self._record(r) for r in found.citations),
+            context=tuple(self._record(r) for r in found.context),
+        )  # fmt: skip
 
     def search_sessions(
         self,

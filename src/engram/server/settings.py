@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -59,12 +59,17 @@ class ServerSettings(BaseSettings):
     threads: Annotated[int, Field(ge=1, le=1024)] = 32
     batch_max: Annotated[int, Field(ge=1, le=4096)] = 64
     batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0
+    # the LLM layer (the LLM itself: ENGRAM_LLM_* or the [llm] table, docs/llm.md)
+    extract_default: Literal["sync", "background", "off"] | None = None
+    worker_interval: Annotated[float, Field(ge=0, le=86_400)] = 5.0
     # the MCP server
     mcp_user: str = DEFAULT_MCP_USER
     mcp_allow_any_user: bool = False
     mcp_allow_forget: bool = False
     mcp_transport: Literal["stdio", "http"] = "stdio"
     mcp_port: Annotated[int, Field(ge=0, le=65535)] = 8766
+
+    _config_path: str | None = PrivateAttr(None)
 
     @field_validator("mcp_user")
     @classmethod
@@ -85,7 +90,7 @@ class ServerSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if settings_cls.model_config.get("toml_file"):
-            sources.append(TomlConfigSettingsSource(settings_cls))
+            sources.append(_ServerToml(settings_cls))
         return tuple(sources)
 
     @classmethod
@@ -101,11 +106,18 @@ class ServerSettings(BaseSettings):
             target = type("FileServerSettings", (cls,), {"model_config": conf})
         given = {k: v for k, v in flags.items() if v is not None}
         try:
-            return target(**given)
+            loaded = target(**given)
         except ValidationError as exc:
             raise ConfigurationError(_explain(exc, path)) from None
         except (OSError, ValueError) as exc:  # an unreadable or malformed TOML file
             raise ConfigurationError(f"cannot read config file {path!r}: {exc}") from None
+        loaded._config_path = path
+        return loaded
+
+    @property
+    def config_path(self) -> str | None:
+        """The config file these settings were loaded from (its ``[llm]`` table is the LLM's)."""
+        return self._config_path
 
     def core(self) -> Settings:
         """The library's settings (what :func:`engram.config.make_embedder` needs)."""
@@ -121,6 +133,16 @@ class ServerSettings(BaseSettings):
         if self.keys:
             return self.keys
         return None if self.db == ":memory:" else f"{self.db}.keys"
+
+
+class _ServerToml(TomlConfigSettingsSource):
+    """The config file without its ``[llm]`` table, which holds the LLM's settings
+    (:class:`engram.llm.LLMSettings`), not the server's."""
+
+    def __call__(self) -> dict[str, Any]:
+        values = super().__call__()
+        values.pop("llm", None)
+        return values
 
 
 def _explain(exc: ValidationError, path: str | None) -> str:
