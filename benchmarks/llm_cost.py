@@ -6,8 +6,8 @@ store, through the public API only (``Memory.add``, ``Memory.process_pending``,
 ``Memory.stats``). Any OpenAI-compatible endpoint works; the figures in docs/llm.md come from
 llama.cpp's server with SmolLM2-135M (scripts/provision-llama.sh):
 
-    .venv-llama/bin/python -m llama_cpp.server --model .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf \\
-        --port 18080 --n_ctx 8192 --n_threads 2 &
+    .venv-llama/bin/python -m llama_cpp.server \\
+        --model .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf --port 18080 --n_ctx 8192 &
     python benchmarks/llm_cost.py --data ../shared/data/locomo/locomo_dev5.json \\
         --llm http://127.0.0.1:18080/v1 --model smollm2 --turns 100 --batch 5,10,20,50 \\
         --out benchmarks/results/llm-cost.json
@@ -100,8 +100,9 @@ def main(argv: list[str] | None = None) -> int:
            "max_tokens": args.max_tokens, "results": results}  # fmt: skip
     if args.out:
         Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
-    print("| batch | turns | calls /100 turns | tokens /100 turns | s /100 turns | facts | rejected "
-          "| failed jobs |\n| --- | --- | --- | --- | --- | --- | --- | --- |")  # fmt: skip
+    print("| batch | turns | calls /100 turns | tokens /100 turns | s /100 turns | facts "
+          "| rejected | failed jobs |")  # fmt: skip
+    print("| --- " * 8 + "|")
     for r in results:
         print(f"| {r['batch']} | {r['turns']} | {r['calls_per_100_turns']} | "
               f"{r['tokens_per_100_turns']} | {r['seconds_per_100_turns']} | {r['facts']} | "

@@ -41,7 +41,7 @@ class RuleModel:
     def __call__(self, messages: Sequence[ChatMessage], schema: type[BaseModel]) -> Any:
         self.prompts.append((schema.__name__, messages))
         if self.fail:
-            raise self.fail.pop(0)
+            return self.fail.pop(0)  # an exception returned is raised, and counted as failed
         handler: Callable[[Any], Any] = {
             "Extraction": self._extract,
             "Decisions": self._decide,

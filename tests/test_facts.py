@@ -119,6 +119,7 @@ def test_an_llm_failure_keeps_the_turns_and_the_job(tmp_path):
     assert mem.list(user_id=USER) == turns and facts(mem) == []
     stats = mem.stats(user_id=USER)
     assert (stats.pending_jobs, stats.failed_jobs) == (1, 1)
+    assert stats.llm["extract"]["failed"] == 1  # a failed call is counted all the same
     assert mem.process_pending().jobs == ()  # not before its retry time
     mem.store.release_job(1, error="retry now", retry_at=datetime(2000, 1, 1, tzinfo=UTC))
     assert mem.process_pending().done == 1

@@ -340,4 +340,3 @@ def wire_schema(schema: Any) -> Any:
             continue
         out[key] = wire_schema(value)
     return out
-

@@ -77,6 +77,7 @@ class FactPipeline:
                 "job %s (session %r) failed, retried later: %s", job.id, job.session_id, error
             )
             self.store.release_job(job.id, error=error, retry_at=now + timedelta(seconds=delay))
+            self.store.record_usage(job.user_id, "extract", meter.total)  # paid for, all the same
             return JobReport(job.id, {}, 0, meter.total, error)
 
     def _process(self, job: Job, now: datetime, meter: UsageMeter) -> JobReport:
