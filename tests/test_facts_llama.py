@@ -39,6 +39,7 @@ def test_extraction_and_answer_over_the_wire(llama: LlamaServer, tmp_path) -> No
     assert result.usage.calls >= 1 and result.usage.prompt_tokens > 0
     assert mem.stats(user_id="u").llm["answer"]["calls"] == result.usage.calls
     mem.close()
+    llm.close()
 
 
 def test_a_refused_key_keeps_the_turns_and_queues_the_job(llama: LlamaServer, tmp_path) -> None:
@@ -54,3 +55,4 @@ def test_a_refused_key_keeps_the_turns_and_queues_the_job(llama: LlamaServer, tm
         (error,) = conn.execute("SELECT last_error FROM jobs").fetchone()
     assert "401" in error and "sk-wrong" not in error
     mem.close()
+    llm.close()
