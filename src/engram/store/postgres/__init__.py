@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from engram.store.postgres.connect_url import is_postgres_url
+from engram.store.postgres.connect_url import display_db, is_postgres_url
 
 if TYPE_CHECKING:
     from engram.store.postgres.store import PostgresStore
 
-__all__ = ["PostgresStore", "is_postgres_url"]
+__all__ = ["PostgresStore", "display_db", "is_postgres_url"]
 
 _DRIVERS = ("psycopg", "psycopg_pool", "pgvector")
 

@@ -185,6 +185,11 @@ def migrate(conn: Connection[Any], schema: str) -> int:
         lock_schema(conn, schema)
         _ensure_extension(conn)
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        ext = conn.execute(
+            "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'vector'"
+        ).fetchone()
+        path = ", ".join(dict.fromkeys([schema, "public" if ext is None else str(ext[0])]))
+        conn.execute("SELECT set_config('search_path', %s, true)", (path,))  # the new tables'
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {schema}.schema_migrations "
             "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"

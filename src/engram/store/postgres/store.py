@@ -127,13 +127,25 @@ class PostgresStore:
     def _reading(
         self, user_id: str | None, *, all_users: bool = False
     ) -> Iterator[Connection[Any]]:
-        """A connection in one transaction, acting for ``user_id`` (None: for nobody, or for
-        every user's SELECTs with ``all_users``)."""
+        """A connection in one read transaction, acting for ``user_id`` (None: for nobody, or
+        for every user's SELECTs with ``all_users``). REPEATABLE READ: everything read inside
+        comes from one snapshot (a user's BM25 totals and postings agree; a read-only
+        transaction never fails to serialize). Writes (:meth:`_writing`) are READ COMMITTED:
+        once they hold their locks, each statement sees what committed before."""
+        with self._transaction(user_id, all_users=all_users, snapshot=True) as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(
+        self, user_id: str | None, *, all_users: bool = False, snapshot: bool = False
+    ) -> Iterator[Connection[Any]]:
         with (
             translate_errors(self.where, timeout=self._timeout),
             self._pool.connection() as conn,
             conn.transaction(),
         ):
+            if snapshot:
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             if user_id is not None:
                 ops.as_user(conn, user_id)
             if all_users:
@@ -144,7 +156,7 @@ class PostgresStore:
     def _writing(self, user_id: str | None) -> Iterator[Connection[Any]]:
         if self.read_only:
             raise StoreError(f"{self.where} is opened read-only; nothing was written")
-        with self._reading(user_id) as conn:
+        with self._transaction(user_id) as conn:
             yield conn
 
     def _check(self, records: Sequence[MemoryRecord], vectors_: Vectors) -> None:
