@@ -312,3 +312,17 @@ def test_errors_are_engrams_and_never_show_the_password(pg_server: PgServer, pg_
     with pytest.raises(StoreError):
         s.add([replace(rec("big", "x"), seq=2**63)], vec(0))
     s.close()
+
+
+def test_read_only_and_a_newer_schema(two_users: str) -> None:
+    ro = PostgresStore(two_users, read_only=True)
+    assert [r.id for r in ro.get_many("u1", ["a", "x"])] == ["a"]
+    with pytest.raises(StoreError, match="read-only"):
+        ro.add([rec("n", "new", seq=5)], vec(3))
+    with pytest.raises(StoreError, match="read-only"):
+        ro.forget("u1")
+    ro.close()
+    with psycopg.connect(two_users, autocommit=True) as conn:
+        conn.execute("INSERT INTO engram.schema_migrations (version) VALUES (99)")
+    with pytest.raises(StoreError, match="newer than this Engram"):
+        PostgresStore(two_users)

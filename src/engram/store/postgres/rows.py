@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import Connection
@@ -35,12 +35,18 @@ REF_COLUMNS = 'id, kind, provenance, name, "timestamp", text'
 _KINDS = {kind.value: kind for kind in RecordKind}
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
+_ZERO = timedelta(0)
 
 
 def _required(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    """A timestamptz as a UTC datetime (the connections' TimeZone is UTC: a cheap replace)."""
+    if value.tzinfo is UTC:
+        return value
+    return value.replace(tzinfo=UTC) if value.utcoffset() == _ZERO else value.astimezone(UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else _required(value)
 
 
 def record_params(record: MemoryRecord) -> tuple[Any, ...]:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from psycopg import Connection
+from psycopg import Connection, IsolationLevel
 
 from engram.embed.base import Vectors
 from engram.errors import ConfigurationError, ConflictError, NotFoundError, ScopeError, StoreError
@@ -142,15 +142,18 @@ class PostgresStore:
         with (
             translate_errors(self.where, timeout=self._timeout),
             self._pool.connection() as conn,
-            conn.transaction(),
         ):
-            if snapshot:
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            if user_id is not None:
-                ops.as_user(conn, user_id)
-            if all_users:
-                conn.execute("SELECT set_config('engram.all_users', 'on', true)")
-            yield conn
+            # psycopg's BEGIN carries these (no statement of their own)
+            conn.isolation_level = IsolationLevel.REPEATABLE_READ if snapshot else None
+            conn.read_only = True if snapshot else None
+            with conn.transaction():
+                if user_id is not None or all_users:
+                    conn.execute(
+                        "SELECT set_config('engram.user_id', %s, true), "
+                        "set_config('engram.all_users', %s, true)",
+                        (user_id or "", "on" if all_users else "off"),
+                    )
+                yield conn
 
     @contextmanager
     def _writing(self, user_id: str | None) -> Iterator[Connection[Any]]:
@@ -171,8 +174,7 @@ class PostgresStore:
         with self._reading(None, all_users=True) as conn:
             recorded = check_embedder(conn, self.where, name, dim)
         if not recorded and not self.read_only:
-            with self._writing(None) as conn:
-                conn.execute("SELECT set_config('engram.all_users', 'on', true)")
+            with self._transaction(None, all_users=True) as conn:
                 lock_schema(conn, self.schema)
                 if not check_embedder(conn, self.where, name, dim):  # again, under the lock
                     create_vector_index(conn, dim)
@@ -194,8 +196,6 @@ class PostgresStore:
         expect: SessionTail | None = None,
     ) -> builtins.list[MemoryRecord]:
         self._check(records, vectors)
-        if not records:
-            return []
         with self._writing(None) as conn:
             sessions = {(r.user_id, r.session_id) for r in records if r.kind is RecordKind.TURN}
             if expect is not None:
