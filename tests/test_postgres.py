@@ -286,6 +286,15 @@ def test_hnsw_search_finds_what_exact_search_finds(pg_url: str) -> None:
     exact.close()
 
 
+def test_a_store_without_a_vector_index_searches_exactly(pg_url: str) -> None:
+    s = PostgresStore(pg_url, vector_index=False, exact_below=0)
+    s.bind_embedder("test", 8)
+    s.add([rec("a", "one"), rec("b", "two", seq=1)], vec(0, 1))
+    assert s.vector_search(vec(1)[0], RecordFilter("u1"), 1) == [("b", 1.0)]
+    assert app_rows(pg_url, "SELECT to_regclass('engram.records_hnsw')") == [(None,)]
+    s.close()
+
+
 def test_memory_open_and_the_command_line_take_a_url(
     pg_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -65,7 +65,9 @@ class PostgresStore:
     connections this store opens (each call holds one for its transaction). ``timeout``:
     seconds to wait for a connection, and for a lock held by another writer
     (:class:`~engram.StoreLockedError` after that). ``exact_below``: users with fewer vectors
-    than this are searched exactly (:mod:`~engram.store.postgres.vectors`).
+    than this are searched exactly (:mod:`~engram.store.postgres.vectors`); ``vector_index=False``
+    makes no HNSW index when the embedder is first bound (every search is then exact, and
+    ingest about twice as fast: maintaining the index is half its cost).
 
     Thread-safe and process-safe: any number of stores, in any processes, may share one
     database. Writes that append to or change a session take that session's advisory lock, so
@@ -81,6 +83,7 @@ class PostgresStore:
         timeout: float = 30.0,
         read_only: bool | None = None,
         exact_below: int = 20_000,
+        vector_index: bool = True,
     ) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise StoreError("timeout must be a positive number of seconds")
@@ -89,6 +92,7 @@ class PostgresStore:
         self.schema = check_schema_name(schema)
         self.read_only = bool(read_only)
         self.exact_below = exact_below
+        self.vector_index = vector_index
         self._timeout = float(timeout)
         self._lock = threading.Lock()
         with translate_errors(self.where, timeout=self._timeout):
@@ -177,7 +181,8 @@ class PostgresStore:
             with self._transaction(None, all_users=True) as conn:
                 lock_schema(conn, self.schema)
                 if not check_embedder(conn, self.where, name, dim):  # again, under the lock
-                    create_vector_index(conn, dim)
+                    if self.vector_index:
+                        create_vector_index(conn, dim)
                     for key, value in (("embedder", name), ("dim", str(dim))):
                         conn.execute(
                             "INSERT INTO meta VALUES (%s, %s) "
