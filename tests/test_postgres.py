@@ -335,3 +335,14 @@ def test_read_only_and_a_newer_schema(two_users: str) -> None:
         conn.execute("INSERT INTO engram.schema_migrations (version) VALUES (99)")
     with pytest.raises(StoreError, match="newer than this Engram"):
         PostgresStore(two_users)
+
+
+def test_serve_settings_keep_no_key_file_next_to_a_url() -> None:
+    from engram.server.settings import ServerSettings
+    from engram.store.postgres import display_db
+
+    url = "postgresql://engram_app:hunter2@db.internal:5433/engram?sslmode=require"
+    assert ServerSettings(db=url).keys_path is None
+    assert ServerSettings(db=url, keys="/etc/engram/keys").keys_path == "/etc/engram/keys"
+    assert display_db(url) == "postgresql://engram_app@db.internal:5433/engram"
+    assert display_db("engram.db") == "engram.db"
