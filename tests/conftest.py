@@ -3,6 +3,7 @@ bundled embedder (loaded once per test session)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from engram import HashEmbedder, Memory, SentenceTransformerEmbedder, SqliteStore, Store
 from llama_server import LlamaServer, start_llama
+from pg import SKIP_ENV, PgServer, start_server
 from servers import engram_env
 
 StoreFactory = Callable[[], Store]
@@ -24,6 +26,29 @@ def _sqlite_memory(tmp_path: Path) -> StoreFactory:
 
 
 STORE_FACTORIES = {"sqlite-file": _sqlite_file, "sqlite-memory": _sqlite_memory}
+BACKENDS = [*sorted(STORE_FACTORIES), "postgres"]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A PostgreSQL server with pgvector for the whole test session (tests/pg.py). It FAILS the
+    tests that need it when it cannot start, unless ENGRAM_SKIP_POSTGRES=1 skips them."""
+    if os.environ.get(SKIP_ENV, "").strip() == "1":
+        pytest.skip(f"{SKIP_ENV}=1: the PostgreSQL tests are skipped")
+    try:
+        server = start_server()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """A fresh database of the test server, owned by the (non-superuser) app role."""
+    url = pg_server.new_database()
+    yield url
+    pg_server.drop_database(url)
 
 
 @pytest.fixture(autouse=True)
@@ -37,9 +62,15 @@ def _no_engram_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.fixture(params=sorted(STORE_FACTORIES))
+@pytest.fixture(params=BACKENDS)
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    """Every Store backend the contract suite runs against."""
+    """Every Store backend the contract suite runs against (each call of a factory opens
+    another store on the same database)."""
+    if request.param == "postgres":
+        from engram.store.postgres import PostgresStore
+
+        url = request.getfixturevalue("pg_url")
+        return lambda: PostgresStore(url, pool_size=4)
     return STORE_FACTORIES[request.param](tmp_path)
 
 

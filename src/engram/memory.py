@@ -128,11 +128,21 @@ class Memory:
         """The embedded default: a SQLite file (or ``":memory:"``) and, unless another embedder
         is given, the bundled all-MiniLM-L6-v2 model on the CPU. ``read_only`` and ``timeout``
         go to :class:`~engram.store.sqlite.SqliteStore` (None: read-only if the file is not
-        writable; seconds to wait for another process's lock)."""
+        writable; seconds to wait for another process's lock). A ``postgresql://`` (or
+        ``postgres://``) URL opens a :class:`~engram.store.postgres.PostgresStore` instead (the
+        ``postgres`` extra; docs/postgres.md)."""
         from engram.embed.local import SentenceTransformerEmbedder
-        from engram.store.sqlite import SqliteStore
+        from engram.store.postgres import is_postgres_url
 
-        store = SqliteStore(path, read_only=read_only, timeout=timeout)
+        store: Store
+        if is_postgres_url(path):
+            from engram.store.postgres import PostgresStore
+
+            store = PostgresStore(str(path), read_only=read_only, timeout=timeout)
+        else:
+            from engram.store.sqlite import SqliteStore
+
+            store = SqliteStore(path, read_only=read_only, timeout=timeout)
         return cls(store=store, embedder=embedder or SentenceTransformerEmbedder(), llm=llm)
 
     def _embed(self, texts: Sequence[str]) -> Vectors:

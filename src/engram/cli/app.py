@@ -23,6 +23,7 @@ import click
 
 from engram import Client, Memory
 from engram.config import Settings, make_embedder, make_llm_from
+from engram.store.postgres import is_postgres_url
 from engram.types import short_repr
 
 __all__ = [
@@ -96,7 +97,7 @@ class App:
         if "api_key" in self.explicit:
             raise click.UsageError("--api-key goes with --server (or ENGRAM_SERVER)")
         db = self.settings.db
-        if not create and db != ":memory:" and not _exists(db):
+        if not create and db != ":memory:" and not is_postgres_url(db) and not _exists(db):
             raise click.ClickException(
                 f"no database at {db!r} (pass --db or set ENGRAM_DB; "
                 "'engram add' and 'engram import' create one)"

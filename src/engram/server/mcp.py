@@ -45,6 +45,7 @@ from engram.server.mcp_tools import LLM_TOOLS, TOOLS, MemoryTools, PrincipalSour
 from engram.server.run import close_memory, listen, open_memory, run_uvicorn
 from engram.server.settings import ServerSettings, user_data_db
 from engram.server.tenancy import OPEN, Principal
+from engram.store.postgres import display_db, is_postgres_url
 
 __all__ = [
     "MCP_PATH",
@@ -257,6 +258,8 @@ def _say(text: str) -> None:
 
 
 def _where(settings: ServerSettings) -> str:
+    if is_postgres_url(settings.db):
+        return f"user {settings.mcp_user!r}, database {display_db(settings.db)}"
     db = settings.db if settings.db == ":memory:" else str(Path(settings.db).resolve())
     return f"user {settings.mcp_user!r}, database {db}"
 

@@ -16,6 +16,7 @@ from engram.embed import Embedder
 from engram.server.app import create_app, warm_up
 from engram.server.keys import KeyStore
 from engram.server.settings import ServerSettings, is_loopback
+from engram.store.postgres import display_db
 
 __all__ = [
     "Listener",
@@ -169,6 +170,9 @@ def serve(settings: ServerSettings) -> None:
     server = listen(settings, settings.port)
     app = create_app(server.memory, settings, keys=server.keys)
     llm = "no LLM" if server.memory.llm is None else f"LLM {server.memory.llm.name}"
-    print(f"engram: serving {server.url()} ({settings.db}; {server.mode}; {llm})", file=sys.stderr)
+    print(
+        f"engram: serving {server.url()} ({display_db(settings.db)}; {server.mode}; {llm})",
+        file=sys.stderr,
+    )
     sys.stderr.flush()
     run_uvicorn(app, server.sock, settings, server.memory)

@@ -20,6 +20,7 @@ from pydantic_settings import (
 
 from engram.config import Settings
 from engram.errors import ConfigurationError
+from engram.store.postgres import is_postgres_url
 from engram.types import id_problem
 
 __all__ = [
@@ -132,7 +133,9 @@ class ServerSettings(BaseSettings):
         """Where API keys live: ``keys``, else next to the database (none for ``:memory:``)."""
         if self.keys:
             return self.keys
-        return None if self.db == ":memory:" else f"{self.db}.keys"
+        if self.db == ":memory:" or is_postgres_url(self.db):  # (no file to put them next to)
+            return None
+        return f"{self.db}.keys"
 
 
 class _ServerToml(TomlConfigSettingsSource):
