@@ -64,14 +64,22 @@ def lock_sessions(conn: Connection[Any], sessions: Iterable[tuple[str, str | Non
 Event = tuple[MemoryRecord, str, str | None, str | None]  # record, event, old text, new text
 
 
-def write_history(conn: Connection[Any], events: Sequence[Event]) -> None:
+def write_history(
+    conn: Connection[Any], events: Sequence[Event], reasons: Sequence[str | None] = ()
+) -> None:
+    """Append events to the history; ``reasons[i]`` (if given) says why ``events[i]``."""
     if not events:
         return
     now = datetime.now(UTC)
+    why = list(reasons) + [None] * (len(events) - len(reasons))
     conn.cursor().executemany(
-        "INSERT INTO history (record_id, user_id, session_id, event, old_text, new_text, at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        [(r.id, r.user_id, r.session_id, event, old, new, now) for r, event, old, new in events],
+        "INSERT INTO history "
+        "(record_id, user_id, session_id, event, old_text, new_text, at, reason) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        [
+            (r.id, r.user_id, r.session_id, event, old, new, now, reason)
+            for (r, event, old, new), reason in zip(events, why, strict=True)
+        ],
     )
 
 
@@ -79,16 +87,16 @@ _INSERT = f"""
 INSERT INTO records ({RECORD_COLUMNS}, embedding, lex_len, lex_terms)
 SELECT id, user_id, agent_id, session_id, kind, role, name, seq, text, ts, created_at,
        valid_from, valid_to, ARRAY(SELECT jsonb_array_elements_text(provenance::jsonb)),
-       ARRAY(SELECT jsonb_array_elements_text(message_ids::jsonb)), metadata, embedding,
-       lex_len, CASE WHEN lex_len IS NULL THEN NULL
+       ARRAY(SELECT jsonb_array_elements_text(message_ids::jsonb)), metadata, expired_at,
+       superseded_by, embedding, lex_len, CASE WHEN lex_len IS NULL THEN NULL
                 ELSE ARRAY(SELECT jsonb_array_elements_text(lex_terms::jsonb)) END
 FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
             %s::bigint[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[],
-            %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::vector[], %s::int[],
-            %s::text[]) WITH ORDINALITY
+            %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::timestamptz[],
+            %s::text[], %s::vector[], %s::int[], %s::text[]) WITH ORDINALITY
      AS u (id, user_id, agent_id, session_id, kind, role, name, seq, text, ts, created_at,
-           valid_from, valid_to, provenance, message_ids, metadata, embedding, lex_len,
-           lex_terms, ord)
+           valid_from, valid_to, provenance, message_ids, metadata, expired_at, superseded_by,
+           embedding, lex_len, lex_terms, ord)
 ORDER BY ord
 ON CONFLICT (id) DO NOTHING
 RETURNING id, rid

@@ -13,6 +13,7 @@ from engram.embed.base import Vectors
 from engram.errors import ConfigurationError
 from engram.store.postgres.rows import (
     AFTER_SQL,
+    HISTORY_COLUMNS,
     LIST_ORDER,
     RECORD_COLUMNS,
     REF_COLUMNS,
@@ -80,8 +81,7 @@ def list_records(
 
 def history(conn: Connection[Any], user_id: str, record_id: str) -> list[HistoryEvent]:
     rows = conn.execute(
-        "SELECT hid, record_id, user_id, event, old_text, new_text, at FROM history "
-        "WHERE user_id = %s AND record_id = %s ORDER BY hid",
+        f"SELECT {HISTORY_COLUMNS} FROM history WHERE user_id = %s AND record_id = %s ORDER BY hid",
         (user_id, record_id),
     ).fetchall()
     return [history_from_row(row) for row in rows]

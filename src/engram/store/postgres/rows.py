@@ -15,6 +15,7 @@ from engram.types import HistoryEvent, KeyRef, MemoryRecord, RecordFilter, Recor
 
 __all__ = [
     "AFTER_SQL",
+    "HISTORY_COLUMNS",
     "LIST_ORDER",
     "RECORD_COLUMNS",
     "REF_COLUMNS",
@@ -29,9 +30,10 @@ __all__ = [
 
 RECORD_COLUMNS = (
     'id, user_id, agent_id, session_id, kind, role, name, seq, text, "timestamp", created_at, '
-    "valid_from, valid_to, provenance, message_ids, metadata"
+    "valid_from, valid_to, provenance, message_ids, metadata, expired_at, superseded_by"
 )
-REF_COLUMNS = 'id, kind, provenance, name, "timestamp", text'
+REF_COLUMNS = 'id, kind, provenance, name, "timestamp", text, valid_from, valid_to, expired_at'
+HISTORY_COLUMNS = "hid, record_id, user_id, event, old_text, new_text, at, reason"
 _KINDS = {kind.value: kind for kind in RecordKind}
 
 
@@ -56,30 +58,36 @@ def record_params(record: MemoryRecord) -> tuple[Any, ...]:
         record.id, record.user_id, record.agent_id, record.session_id, record.kind.value,
         record.role, record.name, record.seq, record.text, record.timestamp, record.created_at,
         record.valid_from, record.valid_to, list(record.provenance), list(record.message_ids),
-        json.dumps(dict(record.metadata), ensure_ascii=False),
+        json.dumps(dict(record.metadata), ensure_ascii=False), record.expired_at,
+        record.superseded_by,
     )  # fmt: skip
 
 
 def record_from_row(row: Sequence[Any]) -> MemoryRecord:
     (rid, user_id, agent_id, session_id, kind, role, name, seq, text, timestamp, created_at,
-     valid_from, valid_to, provenance, message_ids, metadata) = tuple(row)  # fmt: skip
+     valid_from, valid_to, provenance, message_ids, metadata, expired_at,
+     superseded_by) = tuple(row)  # fmt: skip
     return MemoryRecord(
         id=rid, kind=_KINDS[kind], text=text, user_id=user_id, session_id=session_id,
         agent_id=agent_id, role=role, name=name, seq=seq, timestamp=_required(timestamp),
         created_at=_required(created_at), provenance=tuple(provenance),
         message_ids=tuple(message_ids), valid_from=_utc(valid_from), valid_to=_utc(valid_to),
         metadata={} if metadata == "{}" else json.loads(metadata),
+        expired_at=_utc(expired_at), superseded_by=superseded_by,
     )  # fmt: skip
 
 
 def history_from_row(row: Sequence[Any]) -> HistoryEvent:
-    hid, record_id, user_id, event, old_text, new_text, at = row
-    return HistoryEvent(hid, record_id, user_id, event, old_text, new_text, _required(at))
+    hid, record_id, user_id, event, old_text, new_text, at, reason = row
+    return HistoryEvent(hid, record_id, user_id, event, old_text, new_text, _required(at), reason)
 
 
 def ref_from_row(row: Sequence[Any]) -> KeyRef:
-    rid, kind, provenance, name, timestamp, text = row
-    return KeyRef(rid, _KINDS[kind], tuple(provenance), name, _required(timestamp), text)
+    rid, kind, provenance, name, timestamp, text, valid_from, valid_to, expired_at = row
+    return KeyRef(
+        rid, _KINDS[kind], tuple(provenance), name, _required(timestamp), text,
+        _utc(valid_from), _utc(valid_to), _utc(expired_at),
+    )  # fmt: skip
 
 
 def where_sql(where: RecordFilter, alias: str = "") -> tuple[str, list[object]]:
@@ -97,6 +105,12 @@ def where_sql(where: RecordFilter, alias: str = "") -> tuple[str, list[object]]:
     if where.kinds:
         clauses.append(f"{p}kind = ANY(%s)")
         params.append([k.value for k in where.kinds])
+    if where.as_of is not None:  # as engram.types.valid_at
+        clauses.append(
+            f"(CASE WHEN {p}kind = 'fact' THEN COALESCE({p}valid_from, {p}\"timestamp\") <= %s "
+            f'AND ({p}valid_to IS NULL OR {p}valid_to > %s) ELSE {p}"timestamp" <= %s END)'
+        )
+        params.extend([where.as_of] * 3)
     return " AND ".join(clauses), params
 
 

@@ -47,7 +47,9 @@ __all__ = [
     "schema_version",
 ]
 
-RLS_TABLES = ("records", "sources", "history", "lex_postings", "user_stats")
+_V1_RLS_TABLES = ("records", "sources", "history", "lex_postings", "user_stats")
+_V2_RLS_TABLES = ("jobs", "llm_usage")
+RLS_TABLES = (*_V1_RLS_TABLES, *_V2_RLS_TABLES)
 """The tables that hold users' data, each with row-level security keyed by user_id."""
 
 _V1 = """
@@ -114,10 +116,10 @@ CREATE TABLE user_stats (
 """
 
 
-def _policies(conn: Connection[Any]) -> None:
+def _policies(conn: Connection[Any], tables: tuple[str, ...]) -> None:
     mine = "user_id = current_setting('engram.user_id', true)"
     everyone = "current_setting('engram.all_users', true) = 'on'"
-    for table in RLS_TABLES:
+    for table in tables:
         conn.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
         conn.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
         conn.execute(f"CREATE POLICY tenant ON {table} USING ({mine}) WITH CHECK ({mine})")
@@ -127,12 +129,49 @@ def _policies(conn: Connection[Any]) -> None:
 def _v1(conn: Connection[Any]) -> None:
     """Migration 1: the tables, their indexes and the row-level security policies."""
     conn.execute(_V1)
-    _policies(conn)
+    _policies(conn, _V1_RLS_TABLES)
+
+
+# The LLM layer (as SQLite's migration 3): facts' second clock and successor, the reason of a
+# consolidation decision, the queue of deferred extractions (claimable from available_at) and
+# LLM usage totals per user and purpose.
+_V2 = """
+ALTER TABLE records ADD COLUMN expired_at TIMESTAMPTZ;
+ALTER TABLE records ADD COLUMN superseded_by TEXT COLLATE "C";
+ALTER TABLE history ADD COLUMN reason TEXT;
+CREATE TABLE jobs (
+    id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id      TEXT COLLATE "C" NOT NULL,
+    session_id   TEXT COLLATE "C" NOT NULL,
+    turn_ids     TEXT[] NOT NULL,
+    enqueued_at  TIMESTAMPTZ NOT NULL,
+    available_at TIMESTAMPTZ NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT
+);
+CREATE INDEX jobs_available ON jobs (available_at, id);
+CREATE INDEX jobs_user ON jobs (user_id, session_id);
+CREATE TABLE llm_usage (
+    user_id           TEXT COLLATE "C" NOT NULL,
+    purpose           TEXT NOT NULL,
+    calls             BIGINT NOT NULL DEFAULT 0,
+    failed            BIGINT NOT NULL DEFAULT 0,
+    prompt_tokens     BIGINT NOT NULL DEFAULT 0,
+    completion_tokens BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, purpose)
+);
+"""
+
+
+def _v2(conn: Connection[Any]) -> None:
+    """Migration 2: the LLM layer's columns and tables, with their policies."""
+    conn.execute(_V2)
+    _policies(conn, _V2_RLS_TABLES)
 
 
 Migration = str | Callable[[Connection[Any]], None]
 
-MIGRATIONS: tuple[Migration, ...] = (_v1,)
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2)
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 

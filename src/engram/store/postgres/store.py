@@ -7,6 +7,8 @@ import builtins
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -14,9 +16,9 @@ from psycopg import Connection, IsolationLevel
 
 from engram.embed.base import Vectors
 from engram.errors import ConfigurationError, ConflictError, NotFoundError, ScopeError, StoreError
-from engram.store.base import ScoredId, SessionTail, Sources
+from engram.store.base import FactChange, Job, ScoredId, SessionTail, Sources
 from engram.store.lexical import query_stems
-from engram.store.postgres import lexical, ops, vectors
+from engram.store.postgres import facts, lexical, ops, vectors
 from engram.store.postgres.connect import (
     connect_once,
     describe,
@@ -50,9 +52,14 @@ from engram.types import (
     RecordFilter,
     RecordKind,
     StoreStats,
+    Usage,
 )
 
 __all__ = ["PostgresStore"]
+
+# What a hard delete of a record takes with it (as SqliteStore): the index keys built from it
+# and the derived memories (facts, summaries) that cite it.
+_DELETED_WITH_SOURCE = (*DERIVED_KEY_KINDS, RecordKind.FACT, RecordKind.SUMMARY)
 
 
 class PostgresStore:
@@ -199,6 +206,7 @@ class PostgresStore:
         vectors: Vectors,
         *,
         expect: SessionTail | None = None,
+        jobs: Sequence[Job] = (),
     ) -> builtins.list[MemoryRecord]:
         self._check(records, vectors)
         with self._writing(None) as conn:
@@ -213,6 +221,7 @@ class PostgresStore:
             inserted = ops.insert_records(conn, records, vectors)
             if expect is not None and len(inserted) != len({r.id for r in records}):
                 raise ConflictError("records of this add were stored meanwhile")
+            facts.enqueue(conn, jobs)
         return [record for record, _ in inserted]
 
     def update(
@@ -249,7 +258,8 @@ class PostgresStore:
             record = ops.get_record(conn, user_id, record_id)
             ops.lock_sessions(conn, [(user_id, record.session_id)])
             record = ops.get_record(conn, user_id, record_id, lock=True)
-            keys = [r for r in ops.derived(conn, user_id, record_id) if r.kind in DERIVED_KEY_KINDS]
+            derived = ops.derived(conn, user_id, record_id)
+            keys = [r for r in derived if r.kind in _DELETED_WITH_SOURCE]
             doomed = [record_id, *(r.id for r in keys)]
             ops.delete_rows(conn, user_id, doomed)
             ops.write_history(conn, [(gone, "DELETE", None, None) for gone in (record, *keys)])
@@ -257,6 +267,7 @@ class PostgresStore:
 
     def forget(self, user_id: str, *, session_id: str | None = None) -> int:
         with self._writing(user_id) as conn:
+            facts.forget_jobs(conn, user_id, session_id)
             if session_id is None:
                 return ops.forget_user(conn, user_id)
             ops.lock_sessions(conn, [(user_id, session_id)])
@@ -333,7 +344,38 @@ class PostgresStore:
 
     def stats(self, user_id: str | None = None) -> StoreStats:
         with self._reading(user_id, all_users=user_id is None) as conn:
-            return store_stats(conn, user_id, self._dim)
+            counts = store_stats(conn, user_id, self._dim)
+            pending, failed, usage = facts.job_stats(conn, user_id)
+        return replace(counts, pending_jobs=pending, failed_jobs=failed, llm=usage)
+
+    # -- the LLM layer --------------------------------------------------------------------------
+
+    def consolidate(self, change: FactChange, vectors_: Vectors) -> builtins.list[MemoryRecord]:
+        added = len(change.add)
+        if len(vectors_) != added + len(change.rewrite):
+            raise StoreError(f"{added + len(change.rewrite)} facts but {len(vectors_)} vectors")
+        self._check(change.add, vectors_[:added])
+        with self._writing(change.user_id) as conn:
+            ops.lock_sessions(conn, [(change.user_id, r.session_id) for r in change.add])
+            return facts.apply_change(conn, change, vectors_)
+
+    def claim_jobs(
+        self, *, now: datetime, lease_seconds: float, limit: int, user_id: str | None = None
+    ) -> builtins.list[Job]:
+        if self.read_only:
+            raise StoreError(f"{self.where} is opened read-only; nothing was written")
+        with self._transaction(user_id, all_users=user_id is None) as conn:
+            return facts.claim(conn, now, lease_seconds, limit, user_id)
+
+    def release_job(self, job_id: int, *, error: str, retry_at: datetime) -> None:
+        if self.read_only:
+            raise StoreError(f"{self.where} is opened read-only; nothing was written")
+        with self._transaction(None, all_users=True) as conn:
+            facts.release(conn, job_id, error, retry_at)
+
+    def record_usage(self, user_id: str, purpose: str, usage: Usage) -> None:
+        with self._writing(user_id) as conn:
+            facts.add_usage(conn, user_id, purpose, usage)
 
     def close(self) -> None:
         """Close the pool (waits for the calls in progress). Idempotent."""
