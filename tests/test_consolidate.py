@@ -235,3 +235,11 @@ def test_fact_ids_are_stable_for_the_same_statement():
     a = fact_record(candidate("User likes tea"), user_id="u", seq=1, now=NOW, model="m")
     b = fact_record(candidate("user likes TEA!"), user_id="u", seq=3, now=T0, model="x")
     assert a.id == b.id and a.kind is RecordKind.FACT
+
+
+def test_parse_falls_back_to_a_time_phrase_in_the_statement():
+    kept, _ = parse_extraction(
+        extraction({"statement": "user met Bo yesterday", "sources": ["t1"], "when": None}),
+        [turn(0)],
+    )
+    assert kept[0].valid_from == datetime(2023, 5, 7, tzinfo=UTC)

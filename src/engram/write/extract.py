@@ -1,7 +1,9 @@
 """Extraction: an LLM reads a session's turns, a batch at a time, and names atomic facts with
 the turns they come from. The model only quotes the time a fact refers to; Engram resolves it
 against the session date in code (:mod:`engram.temporal`), where small models get relative
-dates wrong.
+dates wrong; when it quotes none, a time phrase in the statement itself is resolved. The
+instructions carry one worked example: a 0.5B model returned no fact at all without it, and
+atomic facts with their sources with it.
 
 What the model says is checked, not trusted: a fact citing a turn it was not shown is rejected
 with a logged reason, and so is an empty or oversized statement. The conversation is given to
@@ -59,7 +61,14 @@ Each fact:
 - sources: the ids of the turns that state it (at least one, only ids shown);
 - confidence: 0 to 1.
 Skip greetings, small talk, questions without an answer, and the assistant's generic advice.
-Return {"facts": []} when there is nothing worth remembering."""
+When nothing is worth remembering, the list of facts is empty.
+
+Example. Conversation:
+[{"id": "t1", "speaker": "Sam", "date": "2024-03-02", "text": "We finally moved to Denver last month!"},
+ {"id": "t2", "speaker": "Ana", "date": "2024-03-02", "text": "Congrats! I just started a pottery class."}]
+Answer:
+{"facts": [{"subject": "Sam", "statement": "Sam moved to Denver.", "when": "last month", "sources": ["t1"], "confidence": 0.9},
+           {"subject": "Ana", "statement": "Ana started a pottery class.", "when": null, "sources": ["t2"], "confidence": 0.9}]}"""  # noqa: E501
 
 
 class ExtractedFact(BaseModel):
@@ -167,7 +176,7 @@ def parse_extraction(
                 statement=statement,
                 sources=tuple(dict.fromkeys(t.id for t in sources)),
                 said_at=said,
-                valid_from=_resolve_when(fact.when, said),
+                valid_from=_resolve_when(fact.when or statement, said),
                 confidence=fact.confidence,
                 session_id=sources[-1].session_id,
                 agent_id=sources[-1].agent_id,
