@@ -218,10 +218,11 @@ def test_plan_changes_a_known_fact_once_per_job():
     assert change.notes[-1].reason == "f1 was already changed by this job"
 
 
-def test_plan_the_same_statement_twice_in_one_job_is_added_once():
-    c = candidate("User likes tea")
-    change, vectors, _ = plan(item(c, Action("ADD", "new")), item(c, Action("ADD", "new")))
+def test_plan_the_same_statement_twice_in_one_job_is_added_once_citing_both():
+    first, again = candidate("User likes tea", sources=("turn0",)), candidate("user likes tea")
+    change, vectors, _ = plan(item(first, Action("ADD", "new")), item(again, Action("ADD", "new")))
     assert len(change.add) == 1 and len(vectors) == 1
+    assert change.add[0].provenance == ("turn0", "turn1")
 
 
 def test_a_superseding_fact_never_ends_the_old_one_before_it_began():

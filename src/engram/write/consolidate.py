@@ -17,7 +17,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
@@ -241,8 +241,9 @@ def plan_change(
             action = Action("ADD", f"{target.id} was already changed by this job")
             target = None
         if action.verb in ("ADD", "SUPERSEDE"):
-            if record.id in added:
-                continue  # the same statement twice in one job
+            if record.id in added:  # the same statement twice in one job: one fact, both sources
+                _cite(plan, record)
+                continue
             added.add(record.id)
             plan.add.append((record, vector))
             plan.notes.append(Note(record.id, "ADD", action.reason, None, record.text))
@@ -261,6 +262,14 @@ def plan_change(
         job_id=job_id,
     )
     return change, [v for _, v in plan.add], list(plan.rewrite.items())
+
+
+def _cite(plan: _Plan, again: MemoryRecord) -> None:
+    """Merge the sources of a statement met again into the fact this job adds for it."""
+    for n, (record, vector) in enumerate(plan.add):
+        if record.id == again.id:
+            merged = tuple(dict.fromkeys((*record.provenance, *again.provenance)))
+            plan.add[n] = (replace(record, provenance=merged), vector)
 
 
 def _apply(
