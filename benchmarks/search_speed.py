@@ -342,7 +342,7 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--embedders", nargs="+", default=["bundled", "hash:384"])
+    parser.add_argument("--embedders", nargs="*", default=["bundled", "hash:384"])
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=SRC")
     parser.add_argument("--ingest", nargs="*", default=["locomo", "long"])
     parser.add_argument("--ingest-turns", type=int, default=400)
