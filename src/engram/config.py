@@ -39,6 +39,7 @@ __all__ = ["EMBEDDER_SPECS", "Settings", "make_embedder", "make_llm_from"]
 
 EMBEDDER_SPECS = (
     ("bundled", "the bundled all-MiniLM-L6-v2 model, run locally on the CPU (offline)"),
+    ("onnx", "the bundled model on onnxruntime: same vectors, less CPU (exported on first use)"),
     ("st:NAME_OR_PATH", "any sentence-transformers model: a local directory or a hub name"),
     ("openai:MODEL", "an OpenAI-compatible /v1/embeddings endpoint (see ENGRAM_OPENAI_*)"),
     ("hash[:DIM]", "a deterministic hashing fake for tests (default DIM 256); not for real use"),
@@ -100,6 +101,7 @@ def make_embedder(spec: str, settings: Settings | None = None) -> Embedder:
     """Build the embedder named by ``spec``. Nothing is loaded or contacted until it is used.
 
     - ``bundled``: the bundled all-MiniLM-L6-v2 model, offline;
+    - ``onnx``: the same weights on onnxruntime (the same vectors; ``engram-memory[onnx]``);
     - ``st:NAME_OR_PATH``: a sentence-transformers model;
     - ``openai:MODEL``: an OpenAI-compatible endpoint (base URL and key from ``settings``);
     - ``hash`` or ``hash:DIM``: the deterministic test fake.
@@ -121,6 +123,10 @@ def _model(spec: str, settings: Settings) -> Embedder:
     arg = arg.strip()
     if kind == "bundled" and not sep:
         return SentenceTransformerEmbedder()
+    if kind == "onnx" and not sep:
+        from engram.embed.onnx import OnnxEmbedder
+
+        return OnnxEmbedder()
     if kind == "hash":
         return HashEmbedder(_hash_dim(arg)) if sep else HashEmbedder()
     if kind == "st" and arg:

@@ -105,14 +105,38 @@ class SentenceTransformerEmbedder:
         model = self._load()
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for batch in length_batches([len(t) for t in texts], max_batch=self._batch_size):
-            out[batch] = model.encode(
-                [texts[i] for i in batch],
-                batch_size=len(batch),
+            out[batch] = _encode(model, [texts[i] for i in batch])
+        return out
+
+
+SMALL_CALL = 512  # characters: a model call this small runs on one thread (a query)
+_ENCODING = threading.Lock()
+
+
+def _encode(model: Any, texts: list[str]) -> Any:
+    """One model call, one at a time in the process; a small one (a query) on one torch
+    thread. Torch's thread count is process-wide, hence the lock. Two OpenMP threads cost a
+    short text more than they save: they spin while waiting, and on a shared machine the
+    second one waits for a core. Measured on 2 busy cores (docs/benchmarks.md, "Speed v2"), one
+    query: 150 -> 20 ms wall, 75 -> 11 ms CPU; the vectors move by at most 1.5e-7."""
+    import torch
+
+    small = sum(map(len, texts)) <= SMALL_CALL
+    with _ENCODING:
+        threads = torch.get_num_threads()
+        if small and threads > 1:
+            torch.set_num_threads(1)
+        try:
+            return model.encode(
+                texts,
+                batch_size=len(texts),
                 convert_to_numpy=True,
                 normalize_embeddings=True,
                 show_progress_bar=False,
             )
-        return out
+        finally:
+            if small and threads > 1:
+                torch.set_num_threads(threads)
 
 
 def length_batches(

@@ -128,24 +128,61 @@ def search(
         for name, hits in retrieved.items()
     }
     fused = _fuse(rankings, config)
-    refs = dict(keys)
-    refs.update(
-        (r.id, r)
-        for r in store.get_refs(scope.user_id, [v for v, _ in fused if v not in keys])
-        if valid_at(r, as_of)
-    )
-    rescore = _rescorer(query, config, now)
-    scored = [(score * rescore(refs[v]), refs[v]) for v, score in fused if v in refs]
-    scored.sort(key=lambda item: (-item[0], item[1].id))
-    top = scored[:limit]
+
+    def refs_of(values: list[str]) -> dict[str, KeyRef]:
+        found = store.get_refs(scope.user_id, [v for v in values if v not in keys])
+        return {r.id: r for r in found if valid_at(r, as_of)}
+
+    top = best_rescored(fused, keys, refs_of, _rescorer(query, config, now), limit)
     records = {r.id: r for r in store.get_many(scope.user_id, [ref.id for _, ref in top])}
     return [_hit(records[ref.id], score, rankings) for score, ref in top if ref.id in records]
 
 
-def _rescorer(query: str, config: SearchConfig, now: datetime) -> Callable[[KeyRef], float]:
-    """The product of the recency, speaker, question and time factors for a record."""
+_CHUNK = 64  # fused values whose refs are read at a time, best first
+
+
+def best_rescored(
+    fused: Sequence[tuple[str, float]],
+    keys: Mapping[str, KeyRef],
+    refs_of: Callable[[list[str]], dict[str, KeyRef]],
+    rescorer: tuple[Callable[[KeyRef], float], float],
+    limit: int,
+) -> list[tuple[float, KeyRef]]:
+    """The ``limit`` best (fused score x factor, ref) pairs, ties by id: the same as rescoring
+    every fused value, but ``fused`` (best first) is read in chunks and stops once no value
+    left can reach the top, since a score times the factor's ``ceiling`` bounds its final
+    score (in floats too: the ceiling is the product of each factor's maximum, in the same
+    order; factors are positive, so 0 bounds a negative score). A value without a ref
+    (``keys``, then ``refs_of``) is skipped."""
+    rescore, ceiling = rescorer
+    top: list[tuple[float, KeyRef]] = []
+    for start in range(0, len(fused), _CHUNK) if limit > 0 else ():
+        chunk = fused[start : start + _CHUNK]
+        if len(top) == limit and max(chunk[0][1] * ceiling, 0.0) < top[-1][0]:
+            break
+        refs = refs_of([v for v, _ in chunk])
+        for value, score in chunk:
+            ref = keys.get(value) or refs.get(value)
+            if ref is not None:
+                top.append((score * rescore(ref), ref))
+        top.sort(key=lambda item: (-item[0], item[1].id))
+        del top[limit:]
+    return top
+
+
+def _rescorer(
+    query: str, config: SearchConfig, now: datetime
+) -> tuple[Callable[[KeyRef], float], float]:
+    """The product of the recency, speaker, question and time factors for a record, and the
+    largest value it can take (the product of each factor's maximum, in the same order)."""
     query_words = words(query)
     window = resolve_time_window(query, now) if config.time_weight else None
+    ceiling = (
+        (1.0 + config.recency_weight if config.recency_weight else 1.0)
+        * (1.0 + config.speaker_weight if config.speaker_weight else 1.0)
+        * 1.0
+        * (1.0 + config.time_weight * window.strength if window and config.time_weight else 1.0)
+    )
 
     def factor(record: KeyRef) -> float:
         age = (now - record.timestamp).total_seconds() / 86400.0
@@ -161,7 +198,7 @@ def _rescorer(query: str, config: SearchConfig, now: datetime) -> Callable[[KeyR
             )
         )  # fmt: skip
 
-    return factor
+    return factor, ceiling
 
 
 def _hit(record: MemoryRecord, score: float, rankings: Mapping[str, ValueRanking]) -> Hit:

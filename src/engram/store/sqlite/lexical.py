@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from engram.store.lexical import K1, B, LexicalDoc, idf, lexical_doc
 from engram.store.sqlite.rows import where_sql
 from engram.types import VECTOR_ONLY_KINDS, MemoryRecord, RecordFilter, RecordKind
+
+if TYPE_CHECKING:  # (refs imports the writers, which import this module)
+    from engram.store.sqlite.refs import RefMemo
 
 __all__ = [
     "KIND_CODES",
@@ -195,17 +199,27 @@ def search(
 
 
 def search_ids(
-    conn: sqlite3.Connection, where: RecordFilter, stems: Sequence[str], limit: int
+    conn: sqlite3.Connection,
+    where: RecordFilter,
+    stems: Sequence[str],
+    limit: int,
+    memo: RefMemo | None = None,
 ) -> list[tuple[str, float]]:
-    """:func:`search` in a filter's scope, with record ids."""
+    """:func:`search` in a filter's scope, with record ids (those of rowids ``memo`` knows from
+    it, the others read and remembered there)."""
     within = None
     if where.session_id is not None or where.agent_id is not None:  # kinds: on the postings
         within = where_sql(RecordFilter(where.user_id, where.agent_id, where.session_id))
     hits = search(conn, where.user_id, stems, where.kinds, limit, within)
-    ids = dict(
-        conn.execute(
-            f"SELECT rowid, id FROM records WHERE rowid IN ({', '.join('?' * len(hits))})",
-            [rowid for rowid, _ in hits],
+    known = {} if memo is None else memo.ids  # (evictions meanwhile: take what is there first)
+    ids = {rowid: i for rowid, _ in hits if (i := known.get(rowid)) is not None}
+    missing = [rowid for rowid, _ in hits if rowid not in ids]
+    if missing:
+        read = conn.execute(
+            f"SELECT rowid, id FROM records WHERE rowid IN ({', '.join('?' * len(missing))})",
+            missing,
         ).fetchall()
-    )
+        ids.update(read)
+        if memo is not None:
+            memo.keep_ids(read)
     return [(ids[rowid], score) for rowid, score in hits if rowid in ids]

@@ -48,16 +48,15 @@ from engram.store.sqlite.ops import (
     write_history,
 )
 from engram.store.sqlite.readers import ReadConnections
+from engram.store.sqlite.refs import USERS, RefMemos
 from engram.store.sqlite.rows import (
     AFTER_SQL,
     HISTORY_COLUMNS,
     RECORD_COLUMNS,
-    REF_COLUMNS,
     after_params,
     history_from_row,
     owned_rows,
     record_from_row,
-    ref_from_row,
     where_sql,
 )
 from engram.store.sqlite.usercache import UserCache
@@ -113,6 +112,7 @@ class SqliteStore:
         self._lock = threading.RLock()
         self._matrices: UserCache[UserMatrix] = UserCache(cached_users)
         self._speakers: UserCache[frozenset[str]] = UserCache(cached_users)
+        self._refs = RefMemos(min(cached_users, USERS))
         self._dim: int | None = None
         self._unscrubbed = False  # a delete's log truncation is still to do
         self._conn, self.read_only = open_database(
@@ -223,6 +223,7 @@ class SqliteStore:
         self._matrices.advance(user_id, step, lambda m: m.append(rows, new))
         names = {r.name for r, _ in mine if r.kind is RecordKind.TURN and r.name is not None}
         self._speakers.advance(user_id, step, lambda known: known | names)
+        self._refs.advance(user_id, step)  # an insert changes no stored ref
 
     def update(
         self,
@@ -257,6 +258,7 @@ class SqliteStore:
                 lambda m: m.replace(changed, vectors).remove(gone, drop).append(rows, added),
             )  # fmt: skip
             self._speakers.advance(user_id, step, lambda known: known)  # names are unchanged
+            self._refs.drop(user_id)
         return updated
 
     def delete(self, user_id: str, record_id: str) -> builtins.list[str]:
@@ -271,6 +273,7 @@ class SqliteStore:
                 write_history(conn, [(gone, "DELETE", None, None) for gone in (record, *keys)])
                 step = bump(conn, user_id)
             self._matrices.advance(user_id, step, lambda m: m.remove(rowids, doomed))
+            self._refs.drop(user_id)
         self._scrub()
         return doomed
 
@@ -289,6 +292,7 @@ class SqliteStore:
                 count = len(ids)
                 self._matrices.advance(user_id, step, lambda m: m.remove(rowids, ids))
             self._speakers.drop(user_id)
+            self._refs.drop(user_id)
         self._scrub()
         return count
 
@@ -312,7 +316,8 @@ class SqliteStore:
         return self._by_id(user_id, ids, RECORD_COLUMNS, record_from_row)
 
     def get_refs(self, user_id: str, ids: Sequence[str]) -> builtins.list[KeyRef]:
-        return self._by_id(user_id, ids, REF_COLUMNS, ref_from_row)
+        with self._reading() as conn:  # remembered per user: see refs.py
+            return self._refs.get_refs(conn, user_id, ids)
 
     def _by_id(
         self, user_id: str, ids: Sequence[str], columns: str, convert: Callable[[Any], _Row]
@@ -382,7 +387,8 @@ class SqliteStore:
         if not stems or limit <= 0:
             return []
         with self._reading() as conn:
-            return lexical.search_ids(conn, where, stems, limit)
+            memo = self._refs.memo(conn, where.user_id)
+            return lexical.search_ids(conn, where, stems, limit, memo)
 
     def speakers(self, user_id: str) -> frozenset[str]:
         with self._reading() as conn:
@@ -437,6 +443,7 @@ class SqliteStore:
                 user_id, step, lambda m: m.replace(changed, vectors[added:]).append(rows, new)
             )
             self._speakers.advance(user_id, step, lambda known: known)  # facts have no speaker
+            self._refs.drop(user_id)  # facts retired or rewritten
         return [record for record, _ in inserted] + rewritten
 
     def claim_jobs(
@@ -460,4 +467,5 @@ class SqliteStore:
         with self._lock:  # (a write in progress ends first)
             self._matrices.clear()
             self._speakers.clear()
+            self._refs.clear()
             self._conn.close()
