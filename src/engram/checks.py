@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from typing import TypeGuard
 
-from engram.errors import InvalidInputError
-from engram.types import MAX_ID_CHARS, MemoryRecord, RecordKind, Scope, id_problem, short_repr
+from engram.errors import InvalidInputError, ScopeError
+from engram.types import MAX_ID_CHARS, MemoryRecord, RecordKind, id_problem, short_repr
 from engram.write.messages import MAX_CONTENT_CHARS
 
 __all__ = [
@@ -98,6 +98,7 @@ def check_user_page(prefix: object, after: object) -> tuple[str, str | None]:
     problem = id_problem(prefix if prefix.strip() else "x" + prefix) if prefix else None
     if problem is not None:
         raise InvalidInputError(f"prefix {problem}")
-    if after is not None:
-        Scope(after)  # type: ignore[arg-type]  # Scope checks it
-    return prefix, after  # type: ignore[return-value]
+    problem = None if after is None else id_problem(after)
+    if problem is not None:  # a user id, so the error of one (Scope's)
+        raise ScopeError(f"after (a user id) {problem}")
+    return prefix, after  # type: ignore[return-value]  # id_problem checked it is a str

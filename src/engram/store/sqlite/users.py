@@ -1,6 +1,7 @@
-"""The listing of the users that have records: one index seek per user on ``records_scope``
-(user_id, session_id, seq), so that a page costs ``limit`` seeks however many records each user
-holds."""
+"""The listing of the users that have records: one index seek per user on an index that starts
+with ``user_id`` (``records_scope`` (user_id, session_id, seq) or the narrower ``records_kind``
+(user_id, kind), as SQLite's planner picks), so that a page costs ``limit`` seeks however many
+records each user holds."""
 
 from __future__ import annotations
 
