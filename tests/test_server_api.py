@@ -686,3 +686,29 @@ def test_sessions_list_errors(http: httpx.Client) -> None:
     assert_error(http.get("/v1/sessions"), 422, "InvalidInputError")
     assert_error(http.get("/v1/sessions", params={"user_id": " "}), 422, "ScopeError")
     assert_error(http.post("/v1/sessions", json={"user_id": "a"}), 405, "MethodNotAllowed")
+
+
+def test_users_are_listed_by_prefix_in_order_and_paged(http: httpx.Client) -> None:
+    ids = ["lu-b", "lu-a/x", "lu-zoë", "lu-日本", "lu-a"]
+    for user in ids:
+        add(http, user, "s1", f"hello from {user}")
+    everyone = http.get("/v1/users", params={"limit": 1000}).json()
+    assert set(ids) <= set(everyone["users"]) and everyone["users"] == sorted(everyone["users"])
+    answer = http.get("/v1/users", params={"prefix": "lu-"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"users": sorted(ids), "next": None}
+    seen: list[str] = []
+    paging: dict[str, object] = {"prefix": "lu-", "limit": 2}
+    while True:
+        page = http.get("/v1/users", params=paging).json()
+        seen += page["users"]
+        if page["next"] is None:
+            break
+        assert page["next"] == page["users"][-1] and len(page["users"]) == 2
+        paging["after"] = page["next"]
+    assert seen == sorted(ids)
+    http.post("/v1/forget", json={"user_id": "lu-b"})
+    assert "lu-b" not in http.get("/v1/users", params={"prefix": "lu-"}).json()["users"]
+    assert_error(http.get("/v1/users", params={"limit": 0}), 422, "InvalidInputError")
+    assert_error(http.get("/v1/users", params={"after": "a\x01b"}), 422, "ScopeError")
+    assert_error(http.get("/v1/users", params={"prefix": "a\x7f"}), 422, "InvalidInputError")

@@ -335,6 +335,45 @@ def test_keys_are_held_to_their_users_and_to_reads(tenants: Tenants) -> None:
         assert everything.status_code == 403, everything.text
 
 
+def listed(http: httpx.Client, **params: Any) -> list[str]:
+    """Every user GET /v1/users lists, page after page (two at a time) by its ``next``."""
+    users: list[str] = []
+    after = None
+    while True:
+        paging = {"limit": 2} if after is None else {"limit": 2, "after": after}
+        response = http.get("/v1/users", params={**params, **paging})
+        assert response.status_code == 200, response.text
+        page = response.json()
+        users += page["users"]
+        if page["next"] is None:
+            return users
+        after = page["next"]
+
+
+def test_tenant_b_never_lists_tenant_as_users(tenants: Tenants) -> None:
+    message = [{"role": "user", "content": "a user of one tenant"}]
+    with tenants.client("a") as a, tenants.client("b") as b, tenants.client("b-team") as team:
+        for http, user in ((a, "a-only"), (b, "b-only"), (team, "team-listed")):
+            assert http.post("/v1/messages", json={"user_id": user, "messages": message}).is_success
+        try:
+            mine, theirs, teams = listed(a), listed(b), listed(team)
+            assert {*USERS, "a-only"} <= set(mine) and mine == sorted(mine)
+            assert {*USERS, "b-only", "team-listed"} <= set(theirs)
+            assert not {"b-only", "team-listed"} & set(mine) and "a-only" not in theirs
+            assert listed(b, prefix="a-only") == [] and listed(b, after="a-onl", prefix="a-o") == []
+            assert "team-listed" in teams and all(u.startswith("team-") for u in teams)
+            for http, users in ((a, mine), (b, theirs)):  # (the fuzz test adds odd ids)
+                for prefix in ("a", "a-", "b-", "team-", "tenant-a/"):
+                    assert listed(http, prefix=prefix) == [u for u in users if u.startswith(prefix)]
+            assert "a-only" in listed(a, prefix="a-") and "alice" in listed(b, prefix="a")
+            assert listed(b, after="b-only") == [u for u in theirs if u > "b-only"]
+        finally:
+            a.post("/v1/forget", json={"user_id": "a-only"})
+            b.post("/v1/forget", json={"user_id": "b-only"})
+            b.post("/v1/forget", json={"user_id": "team-listed"})
+        assert "a-only" not in listed(a) and "b-only" not in listed(b)
+
+
 def test_no_key_a_wrong_key_and_a_revoked_key_are_401_at_once(tenants: Tenants) -> None:
     with tenants.client(None) as anonymous:
         for response in (

@@ -92,6 +92,10 @@ def site(tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]) -
         with server.client(keys[TENANT_A]) as http:
             turns = load(http, "alice")
             load(http, "bob")
+        with server.client(keys[TENANT_B]) as http:  # another tenant's user, never shown to A
+            answer = http.post("/v1/messages", json={"user_id": "carol", "messages": [
+                {"role": "user", "content": "a user of the other tenant"}]})  # fmt: skip
+            assert answer.status_code == 201, answer.text
         yield Site(server, keys, turns)
 
 
@@ -122,8 +126,23 @@ def test_users_and_timeline(browser: Browser) -> None:
     assert "2024-03-02" in browser.text("#timeline")
     browser.shot("timeline", doc=True)
     browser.open("#/users")
-    browser.wait_text(".users", "alice")  # remembered in this tab
-    browser.shot("users")
+    assert user_list(browser) == ["alice", "bob"]  # the tenant's users, not the other's carol
+    assert not browser.find("#more-users").is_displayed()
+    browser.shot("users", doc=True)
+    browser.open("#/users?limit=1")  # a page at a time
+    assert user_list(browser) == ["alice"]
+    browser.click("#more-users")
+    browser.settled()
+    assert user_list(browser) == ["alice", "bob"]
+    assert not browser.find("#more-users").is_displayed()
+    browser.click("#user-list a[href='#/user/bob']")
+    browser.settled()
+    assert browser.driver.current_url.endswith("#/user/bob")
+
+
+def user_list(browser: Browser) -> list[str]:
+    browser.settled()
+    return [a.text for a in browser.all("#user-list li a")]
 
 
 def test_search_explains_hits_and_opens_them(browser: Browser, site: Site) -> None:
@@ -275,10 +294,10 @@ def test_stats_page(browser: Browser) -> None:
 def test_another_tenants_key_sees_nothing(browser: Browser, site: Site) -> None:
     turn = site.turns["trip-2024-03"][0]
     browser.open("#/users")
-    assert browser.all(".users li")
+    assert "alice" in user_list(browser)
     browser.set_key(site.keys[TENANT_B])
     try:
-        assert not browser.all(".users li")  # the users remembered for the other key are gone
+        assert user_list(browser) == ["carol"]  # its own users only
         browser.open("#/user/alice")
         browser.find("#no-sessions")
         browser.open("#/search?user=alice&q=Lisbon beagle Porto")
@@ -376,8 +395,10 @@ def test_keyless_mode_and_a_fact(tmp_path: Path, server_env: dict[str, str]) -> 
     db = tmp_path / "open.db"
     turns, fact = write_fact(db)
     with rest_server(db, env=server_env) as server, browser_session(server.url) as browser:
-        browser.open("#/user/carol")
+        browser.open("#/users")
         browser.wait_text("#key-state", "No key")
+        assert user_list(browser) == ["carol"]  # keyless: every user of the store
+        browser.open("#/user/carol")
         sessions = browser.all("#timeline .session")
         assert [s.get_attribute("data-session") for s in sessions] == ["s1"]
         browser.open(f"#/record/carol/{fact}")

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from typing import TypeGuard
 
-from engram.errors import InvalidInputError
-from engram.types import MemoryRecord, RecordKind, id_problem, short_repr
+from engram.errors import InvalidInputError, ScopeError
+from engram.types import MAX_ID_CHARS, MemoryRecord, RecordKind, id_problem, short_repr
 from engram.write.messages import MAX_CONTENT_CHARS
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "check_offset",
     "check_query",
     "check_record_id",
+    "check_user_page",
     "int_in",
 ]
 
@@ -85,3 +86,19 @@ def check_after(value: object) -> MemoryRecord | None:
     if value is not None and not isinstance(value, MemoryRecord):
         raise InvalidInputError(f"after must be a MemoryRecord, got {short_repr(value)}")
     return value
+
+
+def check_user_page(prefix: object, after: object) -> tuple[str, str | None]:
+    """The arguments of a user listing: a ``prefix`` of user ids ("" for every user: what it
+    holds must be allowed in an id) and ``after``, a user id of an earlier page, or None."""
+    if not isinstance(prefix, str):
+        raise InvalidInputError(f"prefix must be a string, got {short_repr(prefix)}")
+    if len(prefix) > MAX_ID_CHARS:
+        raise InvalidInputError(f"prefix is longer than {MAX_ID_CHARS} characters")
+    problem = id_problem(prefix if prefix.strip() else "x" + prefix) if prefix else None
+    if problem is not None:
+        raise InvalidInputError(f"prefix {problem}")
+    problem = None if after is None else id_problem(after)
+    if problem is not None:  # a user id, so the error of one (Scope's)
+        raise ScopeError(f"after (a user id) {problem}")
+    return prefix, after  # type: ignore[return-value]  # id_problem checked it is a str

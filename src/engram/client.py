@@ -28,6 +28,7 @@ from engram.checks import (
     check_offset,
     check_query,
     check_record_id,
+    check_user_page,
     int_in,
 )
 from engram.errors import ConfigurationError, InvalidInputError, NotFoundError
@@ -315,6 +316,15 @@ class Client:
             "agent_id": agent_id, "question_date": date,
         }  # fmt: skip
         return self._remote.search_sessions(body, config)
+
+    def users(
+        self, *, prefix: str = "", limit: int = 100, after: str | None = None
+    ) -> builtins.list[str]:
+        """The users that have records (with an API key: the users of its tenant that it may
+        act for), starting with ``prefix``, in code point order; page with ``after``."""
+        limit = check_limit(limit)
+        prefix, after = check_user_page(prefix, after)
+        return self._remote.users(prefix, limit, after)
 
     def stats(self, *, user_id: str | None = None) -> StoreStats:
         """Counts for one user (with an API key a user is required), or for the whole store."""

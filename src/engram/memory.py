@@ -17,6 +17,7 @@ from engram.checks import (
     check_offset,
     check_query,
     check_record_id,
+    check_user_page,
     int_in,
 )
 from engram.embed.base import CachedQueryEmbedder, Embedder, Vectors, embed_texts
@@ -366,6 +367,16 @@ class Memory:
         )  # fmt: skip
         sessions = aggregate_sessions(hits, method=cfg.session_aggregation, top=cfg.session_top)
         return sessions[: check_limit(limit)]
+
+    def users(
+        self, *, prefix: str = "", limit: int = 100, after: str | None = None
+    ) -> builtins.list[str]:
+        """The ids of the users that have records, starting with ``prefix``, in code point
+        order; page with ``after=page[-1]``. Every user's: for the operator (a server's tenant
+        key sees its own tenant's users only)."""
+        limit = check_limit(limit)
+        prefix, after = check_user_page(prefix, after)
+        return self.store.users(prefix=prefix, limit=limit, after=after)
 
     def stats(self, *, user_id: str | None = None) -> StoreStats:
         if user_id is not None:

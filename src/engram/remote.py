@@ -60,6 +60,7 @@ from engram.server.schemas import (
     SearchResponse,
     SessionSearchResponse,
     StatsOut,
+    UserPage,
     encode_cursor,
 )
 from engram.server.schemas_llm import AnswerOut, ProcessReportOut
@@ -301,3 +302,7 @@ class Remote:
 
     def stats(self, user_id: str | None) -> StoreStats:
         return self.call("GET", "/v1/stats", StatsOut, params={"user_id": user_id}).to_stats()
+
+    def users(self, prefix: str, limit: int, after: str | None) -> builtins.list[str]:
+        params = {"prefix": prefix or None, "limit": limit, "after": after}
+        return self.call("GET", "/v1/users", UserPage, params=params).users

@@ -1,4 +1,5 @@
-"""Commands on stored records: ``list``, ``get``, ``delete``, ``forget``, ``history``, ``stats``.
+"""Commands on stored records: ``list``, ``get``, ``delete``, ``forget``, ``history``, ``stats``,
+``users``.
 None of them embeds anything, so none loads an embedding model."""
 
 from __future__ import annotations
@@ -127,6 +128,20 @@ def stats_command(app: App, user_id: str | None) -> None:
     app.emit(stats_json(stats), lambda: stats_table(stats))
 
 
+@click.command("users")
+@click.option("--prefix", default="", metavar="P", help="Only user ids that start with P.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=100, show_default=True, help="At most 1000."
+)
+@click.option("--after", metavar="ID", help="Only user ids after ID (the last of a page).")
+@common_options
+@pass_app
+def users_command(app: App, prefix: str, limit: int, after: str | None) -> None:
+    """List the users that have records, in code point order."""
+    users = app.memory().users(prefix=prefix, limit=limit, after=after)
+    app.emit(users, lambda: "\n".join(users))
+
+
 def register(group: click.Group) -> None:
     for command in (
         list_command,
@@ -135,5 +150,6 @@ def register(group: click.Group) -> None:
         forget_command,
         history_command,
         stats_command,
+        users_command,
     ):
         group.add_command(command)

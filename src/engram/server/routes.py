@@ -32,6 +32,7 @@ from engram.server.schemas import (
     SessionSummaryOut,
     StatsOut,
     UpdateRequest,
+    UserPage,
     decode_cursor,
     encode_cursor,
 )
@@ -151,6 +152,20 @@ def forget(body: ForgetRequest, mem: Mem) -> ForgetResponse:
 def stats(mem: Mem, user_id: str | None = None) -> StatsOut:
     """Counts for a user (with an API key a user_id is required), or for the whole store."""
     return StatsOut.of(mem.stats(user_id=user_id))
+
+
+@router.get("/users", response_model=UserPage, tags=["read"])
+def list_users(
+    mem: Mem,
+    prefix: Annotated[str, Query(max_length=256)] = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: Annotated[str | None, Query(max_length=256)] = None,
+) -> UserPage:
+    """The users that have records, in code point order, a page at a time: pass ``next`` back
+    as ``after``. With an API key: the users of its tenant that its users pattern allows;
+    without keys: every user of the store."""
+    users, more = mem.users_page(prefix=prefix, limit=limit, after=after)
+    return UserPage(users=users, next=users[-1] if more else None)
 
 
 SESSION_PAGE = 1000  # turns read per Memory.list call while summing up sessions

@@ -37,6 +37,7 @@ __all__ = [
     "SessionListResponse",
     "SessionSummaryOut",
     "UpdateRequest",
+    "UserPage",
     "decode_cursor",
     "encode_cursor",
 ]
@@ -276,6 +277,13 @@ class RecordPage(BaseModel):
     records: list[RecordOut]
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null on the last page."
+    )
+
+
+class UserPage(BaseModel):
+    users: list[str] = Field(description="User ids, in code point order.")
+    next: str | None = Field(
+        description="Pass as `after` for the next page; null on the last page."
     )
 
 

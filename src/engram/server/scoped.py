@@ -22,6 +22,8 @@ from engram import (
     SessionHit,
     StoreStats,
 )
+from engram.checks import MAX_LIMIT, check_limit, check_user_page
+from engram.errors import ScopeError
 from engram.server.errors import NeedsLLMError
 from engram.server.tenancy import Principal
 from engram.types import Answer, ProcessReport
@@ -201,3 +203,32 @@ class ScopedMemory:
         found = self.memory.stats(user_id=None if user_id is None else self._user(user_id))
         # the file's size is everyone's: it grows with other tenants' writes
         return found if self.principal.open else replace(found, size_bytes=None)
+
+    def users_page(
+        self, *, prefix: str = "", limit: int = 100, after: str | None = None
+    ) -> tuple[builtins.list[str], bool]:
+        """:meth:`Memory.users` for this principal: its tenant's users only (listed by the
+        tenant's stored prefix, which is then stripped), and of those only the ones its users
+        pattern allows; with whether more follow. Reads the store a batch at a time until the
+        page is full: a narrow pattern over a large tenant reads all of the tenant's ids."""
+        limit = check_limit(limit)
+        prefix, after = check_user_page(prefix, after)
+        room = self.principal.max_user_chars
+        if after is not None and len(after) > room:
+            raise ScopeError(f"after is longer than {room} characters")
+        if len(prefix) > room:
+            return [], False  # no user id of this tenant is that long
+        base, batch = self.principal.stored_prefix, min(MAX_LIMIT, limit + 1)
+        found: builtins.list[str] = []
+        cursor = None if after is None else base + after
+        while True:
+            page = self.memory.users(prefix=base + prefix, limit=batch, after=cursor)
+            for stored in page:
+                public = self.principal.public_user(stored)
+                if self.principal.allows(public):
+                    found.append(public)
+                    if len(found) > limit:
+                        return found[:limit], True
+            if len(page) < batch:
+                return found, False
+            cursor = page[-1]

@@ -58,6 +58,15 @@ class Principal:
     def max_user_chars(self) -> int:
         return MAX_ID_CHARS - (0 if self.tenant is None else len(self.tenant) + 1)
 
+    @property
+    def stored_prefix(self) -> str:
+        """What every stored id of this principal's users starts with ("" in the open mode)."""
+        return "" if self.tenant is None else self.tenant + SEPARATOR
+
+    def allows(self, user_id: str) -> bool:
+        """Whether the ``users`` pattern lets this principal act for the caller's ``user_id``."""
+        return fnmatchcase(user_id, self.users)
+
     def stored_user(self, user_id: object, *, write: bool = False) -> str:
         """The stored user id for the caller's ``user_id``, if this principal may act for it
         (for a write with ``write``); else ScopeError or PermissionDeniedError."""
@@ -67,20 +76,18 @@ class Principal:
         assert isinstance(user_id, str)  # id_problem checked it
         if len(user_id) > self.max_user_chars:
             raise ScopeError(f"user_id is longer than {self.max_user_chars} characters")
-        if not fnmatchcase(user_id, self.users):
+        if not self.allows(user_id):
             raise PermissionDeniedError(
                 f"this API key may not act for user {short_repr(user_id)} "
                 f"(it is limited to users matching {self.users!r})"
             )
         if write and self.read_only:
             raise PermissionDeniedError("this API key is read-only")
-        return user_id if self.tenant is None else f"{self.tenant}{SEPARATOR}{user_id}"
+        return self.stored_prefix + user_id
 
     def public_user(self, stored: str) -> str:
         """The caller's user id for a stored one (the inverse of :meth:`stored_user`)."""
-        if self.tenant is None:
-            return stored
-        prefix = self.tenant + SEPARATOR
+        prefix = self.stored_prefix
         if not stored.startswith(prefix):  # a store bug, never expected: do not reveal it
             raise PermissionDeniedError("a record outside this tenant was about to be returned")
         return stored[len(prefix) :]

@@ -12,7 +12,17 @@ from typing import Protocol
 from engram.embed.base import Vectors
 from engram.types import HistoryEvent, KeyRef, MemoryRecord, RecordFilter, StoreStats, Usage
 
-__all__ = ["FactChange", "Job", "Note", "Retirement", "ScoredId", "SessionTail", "Sources", "Store"]
+__all__ = [
+    "FactChange",
+    "Job",
+    "Note",
+    "Retirement",
+    "ScoredId",
+    "SessionTail",
+    "Sources",
+    "Store",
+    "prefix_end",
+]
 
 ScoredId = tuple[str, float]
 
@@ -92,6 +102,19 @@ class FactChange:
     usage: Usage = field(default_factory=Usage)
     purpose: str = "extract"
     job_id: int | None = None
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The least string above every string that starts with ``prefix`` (in code point order,
+    which is UTF-8 byte order); None if there is none (``prefix`` is empty, or all U+10FFFF).
+    A key range ``prefix <= key < prefix_end(prefix)`` holds exactly the keys with the prefix."""
+    while prefix:
+        last = ord(prefix[-1])
+        if last < 0x10FFFF:
+            following = 0xE000 if last + 1 == 0xD800 else last + 1  # (no surrogates in text)
+            return prefix[:-1] + chr(following)
+        prefix = prefix[:-1]
+    return None
 
 
 class Store(Protocol):
@@ -193,6 +216,14 @@ class Store(Protocol):
 
     def speakers(self, user_id: str) -> frozenset[str]:
         """The names of the speakers of the user's turns (the turns' ``name``)."""
+        ...
+
+    def users(
+        self, *, prefix: str = "", limit: int, after: str | None = None
+    ) -> builtins.list[str]:
+        """Up to ``limit`` distinct user ids that have records and start with ``prefix``, in
+        ascending code point (UTF-8 byte) order, those above ``after`` only (keyset paging:
+        pass the last id of a page). Crosses users: for the operator, not for a user's call."""
         ...
 
     def lexical_search(

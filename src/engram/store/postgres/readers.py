@@ -11,6 +11,7 @@ from psycopg import Connection
 
 from engram.embed.base import Vectors
 from engram.errors import ConfigurationError
+from engram.store.base import prefix_end
 from engram.store.postgres.rows import (
     AFTER_SQL,
     HISTORY_COLUMNS,
@@ -33,6 +34,7 @@ __all__ = [
     "history",
     "last_turns",
     "list_records",
+    "list_users",
     "records_by_id",
     "speakers",
     "store_stats",
@@ -94,6 +96,31 @@ def speakers(conn: Connection[Any], user_id: str) -> frozenset[str]:
         (user_id,),
     )
     return frozenset(str(row[0]) for row in rows)
+
+
+def list_users(conn: Connection[Any], prefix: str, limit: int, after: str | None) -> list[str]:
+    """The distinct user ids that start with ``prefix``, above ``after``, in byte order (the
+    "C" collation of ``user_id``), at most ``limit``: a recursive query that steps from user to
+    user by one seek on ``records_scope`` each (the caller's transaction reads every user's
+    rows: ``engram.all_users`` on)."""
+    end = prefix_end(prefix)
+    if limit <= 0 or (after is not None and end is not None and after >= end):
+        return []
+    first = (
+        ("user_id > %s", after)
+        if after is not None and after >= prefix
+        else ("user_id >= %s", prefix)
+    )
+    below, bound = ("AND user_id < %s", [end]) if end is not None else ("", [])
+    rows = conn.execute(
+        "WITH RECURSIVE u(id) AS ("
+        f"SELECT (SELECT MIN(user_id) FROM records WHERE {first[0]} {below}) "
+        f"UNION ALL SELECT (SELECT MIN(user_id) FROM records WHERE user_id > u.id {below}) "
+        "FROM u WHERE u.id IS NOT NULL"
+        ") SELECT id FROM u WHERE id IS NOT NULL AND left(id, %s) = %s LIMIT %s",
+        [first[1], *bound, *bound, len(prefix), prefix, limit],
+    ).fetchall()
+    return [str(row[0]) for row in rows]
 
 
 def check_embedder(conn: Connection[Any], where: str, name: str, dim: int) -> bool:

@@ -32,6 +32,7 @@ from engram.store.postgres.readers import (
     history,
     last_turns,
     list_records,
+    list_users,
     records_by_id,
     speakers,
     store_stats,
@@ -323,6 +324,12 @@ class PostgresStore:
     def speakers(self, user_id: str) -> frozenset[str]:
         with self._reading(user_id) as conn:
             return speakers(conn, user_id)
+
+    def users(
+        self, *, prefix: str = "", limit: int, after: str | None = None
+    ) -> builtins.list[str]:
+        with self._reading(None, all_users=True) as conn:  # RLS: every user's rows, SELECT only
+            return list_users(conn, prefix, limit, after)
 
     def lexical_search(
         self, query: str, where: RecordFilter, limit: int

@@ -60,6 +60,7 @@ from engram.store.sqlite.rows import (
     where_sql,
 )
 from engram.store.sqlite.usercache import UserCache
+from engram.store.sqlite.users import list_users
 from engram.store.sqlite.vectors import UserMatrix, load_user_matrix, rows_of
 from engram.types import (
     DERIVED_KEY_KINDS,
@@ -379,6 +380,12 @@ class SqliteStore:
         if not rows:
             raise NotFoundError(f"no record {record_id!r} for this user")
         return [history_from_row(row) for row in rows]
+
+    def users(
+        self, *, prefix: str = "", limit: int, after: str | None = None
+    ) -> builtins.list[str]:
+        with self._reading() as conn:
+            return list_users(conn, prefix, limit, after)
 
     def lexical_search(
         self, query: str, where: RecordFilter, limit: int

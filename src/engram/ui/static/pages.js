@@ -31,17 +31,30 @@ function userForm(action, user, label = "Open") {
 
 // -- #/users ------------------------------------------------------------------------------------
 
-export async function renderUsers(main) {
-  const users = rememberedUsers();
+const USER_PAGE = 50; // user ids per GET /v1/users call
+
+export async function renderUsers(main, _parts, params) {
+  const limit = Math.min(1000, Math.max(1, Number(params.get("limit")) || USER_PAGE));
+  const list = h("ul", { class: "users", id: "user-list", "aria-labelledby": "users-title" });
+  const more = h("button", { type: "button", id: "more-users", hidden: true }, "More users");
+  const empty = h("p", { class: "muted", id: "no-users", hidden: true }, "No users yet.");
+  let after = null;
+  const next = async () => {
+    const page = await api("GET", "/users", { query: { limit, after } });
+    list.append(...page.users.map((u) => h("li", {}, link(u, "user", u))));
+    after = page.next;
+    more.hidden = !after;
+    empty.hidden = list.childElementCount > 0;
+  };
+  more.addEventListener("click", () => busy(next));
+  await next();
   main.append(
     h("h1", {}, "Users"),
-    h("p", {}, "Open a user's memory by their user id. The API shows a key only its own ",
-      "tenant's users, and lists no user ids: the ones opened in this tab are listed below."),
+    h("p", {}, "The users that have memories, in order of their ids (with an API key: only ",
+      "its own tenant's users that it may act for). Open one, or open a user by id."),
     userForm((user) => { location.hash = route("user", user); }),
-    h("h2", {}, "Opened in this tab"),
-    users.length
-      ? h("ul", { class: "users" }, users.map((u) => h("li", {}, link(u, "user", u))))
-      : h("p", { class: "muted" }, "None yet."),
+    h("h2", { id: "users-title" }, "All users"),
+    list, empty, h("p", { class: "actions" }, more),
   );
 }
 
