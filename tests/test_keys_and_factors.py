@@ -11,7 +11,8 @@ import pytest
 from engram import InvalidInputError, MemoryRecord, RecordKind, SearchConfig
 from engram.read.fusion import asks_question, mask_names, question_factor
 from engram.write import build_sentences, record_id, span_vectors, split_sentences
-from engram.write.ingest import MAX_SENTENCE_KEYS
+from engram.write.ingest import MAX_SENTENCE_KEYS, build_turns, speakers_in_text
+from engram.write.messages import Message
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -137,3 +138,66 @@ def test_search_config_checks_the_new_fields() -> None:
 )
 def test_mask_names(query: str, names: list[str], masked: str) -> None:
     assert mask_names(query, names) == masked
+
+
+def _messages(*contents: str, name: str | None = None) -> list[Message]:
+    return [Message(role="user", content=c, name=name) for c in contents]
+
+
+@pytest.mark.parametrize(
+    ("contents", "names"),
+    [
+        (["Caroline: I went to a group.", "Melanie: That's great!"], ["Caroline", "Melanie"]),
+        (["Mary Ann Lee: hi there", "Bo: hey"], ["Mary Ann Lee", "Bo"]),
+        (["Caroline: I went.", "and then nothing"], [None, None]),  # not every message
+        (["Reminder: buy milk"], [None]),  # a lone message is never a transcript
+        (["Paris: what to see?"], [None]),
+        (["Note: call Bo.", "Update: done."], [None, None]),  # labels, not speakers
+        (["Caroline:no space", "Bo: hi"], [None, None]),
+        (["Day 1: Rome", "Day 2: Florence"], [None, None]),
+        (["caroline: lower case", "bo: hi"], [None, None]),
+        (["Ann: a", "Bo:   "], [None, None]),  # nothing after the colon
+    ],
+)
+def test_speakers_in_text(contents: list[str], names: list[str | None]) -> None:
+    found = speakers_in_text(_messages(*contents))
+    assert [None if m is None else m.group(1) for m in found] == names
+
+
+def test_a_named_message_keeps_its_name_and_text() -> None:
+    messages = [*_messages("Ann: hello", "Bo: hi"), *_messages("Cy: yo", name="Cyrus")]
+    found = speakers_in_text(messages)
+    assert [None if m is None else m.group(1) for m in found] == ["Ann", "Bo", None]
+    now = datetime(2023, 5, 1, tzinfo=UTC)
+    turns = build_turns(
+        [(m, f"k{i}") for i, m in enumerate(messages)], user_id="u", session_id="s",
+        agent_id=None, first_seq=0, default_time=now, now=now,
+    )  # fmt: skip
+    assert [(t.name, t.text, t.key_text) for t in turns] == [
+        ("Ann", "hello", "Ann: hello"),
+        ("Bo", "hi", "Bo: hi"),
+        ("Cyrus", "Cy: yo", "Cyrus: Cy: yo"),
+    ]
+
+
+def test_role_weight_ranks_the_role_a_question_asks_about_first() -> None:
+    from engram import HashEmbedder, Memory
+
+    with Memory.open(":memory:", embedder=HashEmbedder()) as memory:
+        memory.add(
+            [
+                {"role": "assistant", "content": "Bikes for commuting: a bike with fenders helps."},
+                {"role": "user", "content": "I bought a bike for commuting."},
+            ],
+            user_id="u",
+        )
+        plain = SearchConfig(semantic=False)
+        ask = "what bike for commuting did I buy"
+        boosted = [h.record.role for h in memory.search(ask, user_id="u", config=plain.with_(
+            role_weight=5.0))]  # fmt: skip
+        assert boosted[0] == "user"
+        you = [h.record.role for h in memory.search("what bike for commuting did you suggest",
+               user_id="u", config=plain.with_(role_weight=5.0, role_depth=1))]  # fmt: skip
+        assert you[0] == "assistant"
+        with pytest.raises(InvalidInputError):
+            plain.with_(role_depth=0)
