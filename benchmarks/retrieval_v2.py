@@ -45,6 +45,10 @@ ROWS: list[tuple[str, Build | None, SearchConfig]] = [
      FALLBACK.with_(role_weight=1.0, session_aggregation="sum", session_top=2)),
     ("+ role 1.0, sessions sum top 3", None,
      FALLBACK.with_(role_weight=1.0, session_aggregation="sum", session_top=3)),
+    ("+ role 1.0; long assistant turns (> 150 words): no sentence keys",
+     {"_sentences": (150, 0)}, FALLBACK.with_(role_weight=1.0)),
+    ("+ role 1.0; long assistant turns: first 4 sentence keys",
+     {"_sentences": (150, 4)}, FALLBACK.with_(role_weight=1.0)),
 ]  # fmt: skip
 LME_TYPES = ("multi-session", "temporal-reasoning", "single-session-preference",
              "knowledge-update", "single-session-user", "single-session-assistant")  # fmt: skip
@@ -56,14 +60,14 @@ def _build(
     memories = []
     system = EngramSystem("hybrid", embedder, plain=plain)
     options = dict(build or {})
-    if options.pop("_no_prefix_parse", False):
-        import engram.write.ingest as ingest
+    import engram.write.ingest as ingest
 
+    if options.pop("_no_prefix_parse", False):
         ingest.speakers_in_text = lambda messages: [None] * len(messages)  # type: ignore[assignment]
     else:
-        import engram.write.ingest as ingest
-
         ingest.speakers_in_text = _PARSE
+    words, keys = options.pop("_sentences", (10**9, ingest.MAX_SENTENCE_KEYS))
+    ingest.SENTENCES = ingest.SentencePolicy(words, keys)
     for unit in units:
         memory = Memory.open(":memory:", embedder=embedder, **options)
         for session in clean_sessions(unit.sessions):

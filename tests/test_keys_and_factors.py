@@ -201,3 +201,29 @@ def test_role_weight_ranks_the_role_a_question_asks_about_first() -> None:
         assert you[0] == "assistant"
         with pytest.raises(InvalidInputError):
             plain.with_(role_depth=0)
+
+
+def test_sentence_policy_for_long_assistant_turns() -> None:
+    from engram.write.ingest import SentencePolicy
+
+    now = datetime(2023, 5, 1, tzinfo=UTC)
+    text = " ".join(f"Sentence number {i} says something." for i in range(10))
+    turns = [
+        MemoryRecord(id=f"{role}-turn", kind=RecordKind.TURN, text=text, user_id="u",
+                     session_id="s", agent_id=None, role=role, name=None, seq=0, timestamp=now,
+                     created_at=now)
+        for role in ("user", "assistant")
+    ]  # fmt: skip
+    every = build_sentences(turns, now)
+    assert len(every) == 20
+    capped = build_sentences(turns, now, SentencePolicy(long_words=20, long_keys=3))
+    assert [k.provenance[0] for k in capped].count("assistant-turn") == 3
+    assert [k.provenance[0] for k in capped].count("user-turn") == 10
+    assert [k.text for k in capped if k.provenance[0] == "assistant-turn"] == [
+        "Sentence number 0 says something.", "Sentence number 1 says something.",
+        "Sentence number 2 says something.",
+    ]  # fmt: skip
+    none = build_sentences(turns, now, SentencePolicy(long_words=20, long_keys=0))
+    assert {k.provenance[0] for k in none} == {"user-turn"}
+    short = build_sentences(turns, now, SentencePolicy(long_words=100, long_keys=0))
+    assert len(short) == 20  # not long enough to be capped

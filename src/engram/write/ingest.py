@@ -9,7 +9,7 @@ import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
@@ -20,6 +20,8 @@ from engram.write.messages import Message
 
 __all__ = [
     "DEFAULT_SESSION",
+    "SENTENCES",
+    "SentencePolicy",
     "build_rounds",
     "build_sentences",
     "build_turns",
@@ -214,13 +216,35 @@ def split_sentences(text: str, *, most: int = MAX_SENTENCE_KEYS) -> list[str]:
     return [" ".join(parts[i : i + size]) for i in range(0, len(parts), size)]
 
 
-def build_sentences(turns: Sequence[MemoryRecord], now: datetime) -> list[MemoryRecord]:
+def _sentences_of(turn: MemoryRecord, policy: SentencePolicy) -> list[str]:
+    long = turn.role == "assistant" and len(turn.text.split()) > policy.long_words
+    return split_sentences(turn.text)[: policy.long_keys] if long else split_sentences(turn.text)
+
+
+@dataclass(frozen=True)
+class SentencePolicy:
+    """Which sentences of a turn become keys: an assistant turn of more than ``long_words``
+    words keeps only its first ``long_keys`` sentence keys (0: none). Long assistant answers
+    (LongMemEval's average ~340 words) are most of the text a memory embeds, and the questions
+    about them are served by the turn's own key and BM25 over its full text."""
+
+    long_words: int = 10**9
+    long_keys: int = MAX_SENTENCE_KEYS
+
+
+SENTENCES = SentencePolicy()  # the policy Memory.add uses
+
+
+def build_sentences(
+    turns: Sequence[MemoryRecord], now: datetime, policy: SentencePolicy | None = None
+) -> list[MemoryRecord]:
     """A sentence key for every sentence of a turn that has at least two: a long turn's
     embedding blurs what each of its sentences says ("I had a quiet weekend after we went
     camping. The kids loved the lake."). A turn of one sentence is its own key already."""
     keys: list[MemoryRecord] = []
+    rule = policy or SENTENCES
     for turn in turns:
-        sentences = split_sentences(turn.text)
+        sentences = _sentences_of(turn, rule)
         if len(sentences) < 2:
             continue
         session = turn.session_id or ""
