@@ -28,27 +28,36 @@ from engram.bench.locomo import load_locomo, to_work_units
 from engram.bench.longmemeval import load_longmemeval, to_pooled_unit
 from engram.bench.metrics import evaluate_retrieval, evidence_recall
 from engram.bench.systems import USER_ID, EngramSystem, MemoEmbedder, make_embedder
+from engram.checks import MAX_LIMIT
 from engram.embed import DiskCachedEmbedder, Embedder
+from engram.read.retrieve import aggregate_sessions
+from engram.write.ingest import SENTENCES as _DEFAULT
 from engram.write.ingest import speakers_in_text as _PARSE
 
 Build = dict[str, Any]  # keyword arguments of Memory.open
 # (label, build, config); a build of None is the default one.
-RAW = {"_no_prefix_parse": True}  # ingest as before "Name: " prefixes were parsed
-FALLBACK = HYBRID.with_(time_fallback=True)
+# Ingest as before this change: "Name: " prefixes not parsed, every sentence of a turn a key.
+RAW = {"_no_prefix_parse": True, "_sentences": (10**9, 16)}
+EVERY = {"_sentences": (10**9, 16)}  # prefixes parsed, every sentence a key
+# HYBRID as it was before: no time fallback, no role factor.
+BEFORE = HYBRID.with_(name="hybrid", time_fallback=False, role_weight=0.0)
+FALLBACK = BEFORE.with_(time_fallback=True)
+NO_LONG = {"_sentences": (150, 0)}  # long assistant turns: no sentence keys
+FIRST4 = {"_sentences": (150, 4)}  # long assistant turns: their first 4 sentence keys
+ROLE = FALLBACK.with_(role_weight=0.5)
 ROWS: list[tuple[str, Build | None, SearchConfig]] = [
-    ("HYBRID, no prefix parsing (before)", RAW, HYBRID),
-    ("+ 'Name: ' prefixes parsed at ingest", None, HYBRID),
-    ("+ time fallback", None, FALLBACK),
-    ("+ role 0.5", None, FALLBACK.with_(role_weight=0.5)),
-    ("+ role 1.0", None, FALLBACK.with_(role_weight=1.0)),
-    ("+ role 1.0, sessions sum top 2", None,
-     FALLBACK.with_(role_weight=1.0, session_aggregation="sum", session_top=2)),
-    ("+ role 1.0, sessions sum top 3", None,
-     FALLBACK.with_(role_weight=1.0, session_aggregation="sum", session_top=3)),
-    ("+ role 1.0; long assistant turns (> 150 words): no sentence keys",
-     {"_sentences": (150, 0)}, FALLBACK.with_(role_weight=1.0)),
-    ("+ role 1.0; long assistant turns: first 4 sentence keys",
-     {"_sentences": (150, 4)}, FALLBACK.with_(role_weight=1.0)),
+    ("HYBRID, no prefix parsing (before)", RAW, BEFORE),
+    ("+ 'Name: ' prefixes parsed at ingest", EVERY, BEFORE),
+    ("+ time fallback", EVERY, FALLBACK),
+    ("+ role 0.25", EVERY, FALLBACK.with_(role_weight=0.25)),
+    ("+ role 0.5", EVERY, ROLE),
+    ("+ role 0.75", EVERY, FALLBACK.with_(role_weight=0.75)),
+    ("+ role 1.0", EVERY, FALLBACK.with_(role_weight=1.0)),
+    ("+ role 0.5, sessions sum top 2", EVERY,
+     ROLE.with_(session_aggregation="sum", session_top=2)),
+    ("+ role 0.5; long assistant turns: no sentence keys", NO_LONG, ROLE),
+    ("+ role 0.5; long assistant turns: first 4 sentence keys (new HYBRID)", FIRST4, ROLE),
+    ("new HYBRID preset, default build", None, HYBRID),
 ]  # fmt: skip
 LME_TYPES = ("multi-session", "temporal-reasoning", "single-session-preference",
              "knowledge-update", "single-session-user", "single-session-assistant")  # fmt: skip
@@ -66,7 +75,7 @@ def _build(
         ingest.speakers_in_text = lambda messages: [None] * len(messages)  # type: ignore[assignment]
     else:
         ingest.speakers_in_text = _PARSE
-    words, keys = options.pop("_sentences", (10**9, ingest.MAX_SENTENCE_KEYS))
+    words, keys = options.pop("_sentences", (_DEFAULT.long_words, _DEFAULT.long_keys))
     ingest.SENTENCES = ingest.SentencePolicy(words, keys)
     for unit in units:
         memory = Memory.open(":memory:", embedder=embedder, **options)
@@ -99,12 +108,11 @@ def _locomo(
 def _longmemeval(unit: WorkUnit, memory: Memory, config: SearchConfig) -> dict[str, float]:
     scores: dict[str, list[float]] = defaultdict(list)
     for q in unit.questions:
-        found = memory.search_sessions(q.text, user_id=USER_ID, limit=50, config=config,
-                                       question_date=q.date)  # fmt: skip
-        sessions = [s.session_id for s in found]
-        hits = memory.search(q.text, user_id=USER_ID, limit=50, config=config,
+        hits = memory.search(q.text, user_id=USER_ID, limit=MAX_LIMIT, config=config,
                              question_date=q.date)  # fmt: skip
-        turns = dedupe(m for h in hits for m in h.record.message_ids)
+        found = aggregate_sessions(hits, method=config.session_aggregation, top=config.session_top)
+        sessions = [s.session_id for s in found]  # what search_sessions returns
+        turns = dedupe(m for h in hits[:50] for m in h.record.message_ids)
         all5 = evaluate_retrieval(sessions, q.session_evidence, 5).recall_all
         scores["s_all@5"].append(all5)
         scores[f"{q.group}"].append(all5)
@@ -120,18 +128,34 @@ def _fmt(values: dict[str, float], keys: Sequence[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--locomo", required=True)
-    parser.add_argument("--longmemeval", required=True)
-    parser.add_argument("--embed-cache", default=None)
-    parser.add_argument("--only", default=None, help="run only the rows whose label has this")
+    parser.add_argument("--locomo", default=None)
+    parser.add_argument("--longmemeval", default=None)
+    parser.add_argument("--embed-cache", default=None, help="LongMemEval's vectors")
+    parser.add_argument("--locomo-cache", default=None, help="LoCoMo's (default: --embed-cache)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        help="run only the rows whose label has this (=LABEL: is it); repeatable",
+    )
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
     model = make_embedder(None)
-    inner: Embedder = DiskCachedEmbedder(model, args.embed_cache) if args.embed_cache else model
-    embedder = MemoEmbedder(inner, keep=10**6)
-    locomo_units = to_work_units(load_locomo(args.locomo).samples)
-    lme_unit = to_pooled_unit(load_longmemeval(args.longmemeval).items)
-    rows = [r for r in ROWS if args.only is None or args.only in r[0]]
+
+    def cached(path: str | None) -> Embedder:
+        return MemoEmbedder(DiskCachedEmbedder(model, path) if path else model, keep=10**6)
+
+    lme_embedder = cached(args.embed_cache)
+    embedder = cached(args.locomo_cache or args.embed_cache)
+    locomo_units = to_work_units(load_locomo(args.locomo).samples) if args.locomo else []
+    lme_unit = to_pooled_unit(load_longmemeval(args.longmemeval).items if args.longmemeval else [])
+
+    def wanted(label: str) -> bool:
+        return args.only is None or any(
+            label == o[1:] if o.startswith("=") else o in label for o in args.only
+        )
+
+    rows = [r for r in ROWS if wanted(r[0])]
     builds: dict[str, tuple[list[Memory], list[Memory], Memory]] = {}
     lo_keys = ["all@10", "c1@10", "c2@10", "c3@10", "c4@10"]
     print(
@@ -146,7 +170,7 @@ def main() -> None:
             builds[key] = (
                 _build(locomo_units, embedder, False, build),
                 _build(locomo_units, embedder, True, build),
-                _build([lme_unit], embedder, False, build)[0],
+                _build([lme_unit], lme_embedder, False, build)[0],
             )
             print(f"<!-- build {key}: {time.perf_counter() - start:.1f} s -->", flush=True)
         named, plain, pooled = builds[key]
