@@ -227,3 +227,33 @@ def test_sentence_policy_for_long_assistant_turns() -> None:
     assert {k.provenance[0] for k in none} == {"user-turn"}
     short = build_sentences(turns, now, SentencePolicy(long_words=100, long_keys=0))
     assert len(short) == 20  # not long enough to be capped
+
+
+def test_anchored_window_falls_back_to_the_latest_memory() -> None:
+    from engram.read.retrieve import anchored_window
+
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    latest = datetime(2023, 5, 30, tzinfo=UTC)
+    window = anchored_window("What did I buy 2 weeks ago?", now, latest)
+    assert window is not None and window.start.year == 2023 and window.end <= latest
+    recent = datetime(2026, 11, 30, tzinfo=UTC)  # a memory inside the window: no fallback
+    assert anchored_window("What did I buy 2 weeks ago?", now, recent) == anchored_window(
+        "What did I buy 2 weeks ago?", now, None
+    )
+    assert anchored_window("What did I buy?", now, latest) is None
+
+
+def test_time_fallback_boosts_the_old_conversation_asked_about_without_a_date() -> None:
+    from engram import HashEmbedder, Memory
+
+    with Memory.open(":memory:", embedder=HashEmbedder()) as memory:
+        for day, text in ((2, "We went hiking at the lake."), (20, "We went hiking in the hills."),
+                          (27, "After the hike we baked bread.")):  # fmt: skip
+            memory.add([{"role": "user", "content": text}], user_id="u", session_id=f"s{day}",
+                       session_date=datetime(2023, 5, day, tzinfo=UTC))  # fmt: skip
+        config = SearchConfig(semantic=False, time_weight=1.0, time_tolerance_days=0.0)
+        ask = "Where did we go hiking last week?"
+        before = memory.search(ask, user_id="u", config=config)
+        after = memory.search(ask, user_id="u", config=config.with_(time_fallback=True))
+        assert after[0].record.text == "We went hiking in the hills."
+        assert after[0].score > before[0].score
