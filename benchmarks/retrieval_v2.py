@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from engram import HYBRID, Memory, SearchConfig
+from engram import HYBRID, LEXICAL, SEMANTIC, Memory, SearchConfig
 from engram.bench.corpus import WorkUnit, clean_sessions, dedupe
 from engram.bench.locomo import load_locomo, to_work_units
 from engram.bench.longmemeval import load_longmemeval, to_pooled_unit
@@ -58,6 +58,12 @@ ROWS: list[tuple[str, Build | None, SearchConfig]] = [
     ("+ role 0.5; long assistant turns: no sentence keys", NO_LONG, ROLE),
     ("+ role 0.5; long assistant turns: first 4 sentence keys (new HYBRID)", FIRST4, ROLE),
     ("new HYBRID preset, default build", None, HYBRID),
+    ("SEMANTIC before", EVERY, SEMANTIC.with_(time_fallback=False, role_weight=0.0)),
+    ("SEMANTIC + time fallback", EVERY, SEMANTIC.with_(role_weight=0.0)),
+    ("SEMANTIC + time fallback + role 0.5", EVERY, SEMANTIC.with_(role_weight=0.5)),
+    ("SEMANTIC + time fallback; first 4 sentence keys", FIRST4, SEMANTIC.with_(role_weight=0.0)),
+    ("LEXICAL before", EVERY, LEXICAL.with_(time_fallback=False, role_weight=0.0)),
+    ("LEXICAL + time fallback + role 0.5", EVERY, LEXICAL.with_(role_weight=0.5)),
 ]  # fmt: skip
 LME_TYPES = ("multi-session", "temporal-reasoning", "single-session-preference",
              "knowledge-update", "single-session-user", "single-session-assistant")  # fmt: skip
@@ -72,7 +78,7 @@ def _build(
     import engram.write.ingest as ingest
 
     if options.pop("_no_prefix_parse", False):
-        ingest.speakers_in_text = lambda messages: [None] * len(messages)  # type: ignore[assignment]
+        ingest.speakers_in_text = lambda messages: [None] * len(messages)
     else:
         ingest.speakers_in_text = _PARSE
     words, keys = options.pop("_sentences", (_DEFAULT.long_words, _DEFAULT.long_keys))

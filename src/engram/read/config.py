@@ -113,17 +113,18 @@ class SearchConfig:
 # sentence keys and a deeper candidate pool lift the multi-hop questions most; with speaker names
 # masked in the embedded query the embedding retrievers pull their weight, and equal weights tie
 # the tuned 2 : 1 : 0.5 overall while doing better on the weakest question types.
-# Retrieval v2: a first- or second-person question favours the user's or the assistant's turns
-# (role 0.5), and a question about a period after every memory (no question date) is resolved
-# against the latest one (time fallback).
+# Retrieval v2: a question about a period after every memory (no question date) is resolved
+# against the latest one (time fallback); in HYBRID, a first- or second-person question favours
+# the user's or the assistant's turns (role 0.5; it lowers LongMemEval's session recall with a
+# single retriever, so LEXICAL and SEMANTIC go without it).
 _SCORING = SearchConfig(
     fusion="weighted", key_decay=0.3, candidates=300, speaker_weight=1.0, question_penalty=0.2,
-    mask_speakers=True, time_weight=1.0, time_fallback=True, role_weight=0.5,
+    mask_speakers=True, time_weight=1.0, time_fallback=True,
 )  # fmt: skip
 LEXICAL = _SCORING.with_(name="lexical", semantic=False)
 SEMANTIC = _SCORING.with_(name="semantic", lexical=False, sentence=True)
 HYBRID = _SCORING.with_(
-    name="hybrid", sentence=True,
+    name="hybrid", sentence=True, role_weight=0.5,
     weights=(("lexical", 1.0), ("semantic", 1.0), ("sentence", 1.0)),
 )  # fmt: skip
 
