@@ -24,11 +24,11 @@ cfgs = {"role 0.5": HYBRID, "role 0": HYBRID.with_(role_weight=0.0)}
 for q in unit.questions[:3]:
     mem.search(q.text, user_id=USER_ID, limit=10, config=HYBRID, question_date=q.date)
 times = {k: [] for k in cfgs}
-for rep in range(3):
+for _ in range(3):
     for q in unit.questions:
         for k, c in cfgs.items():
             t = time.perf_counter()
             mem.search(q.text, user_id=USER_ID, limit=10, config=c, question_date=q.date)
             times[k].append(1000 * (time.perf_counter() - t))
 for k, v in times.items():
-    print(k, "p50 %.1f ms mean %.1f ms" % (statistics.median(v), statistics.fmean(v)))
+    print(k, f"p50 {statistics.median(v):.1f} ms mean {statistics.fmean(v):.1f} ms")
