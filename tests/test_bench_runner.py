@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,9 @@ def locomo_file(path: Path, conversations: int = 2) -> Path:
 def test_locomo_end_to_end(tmp_path: Path) -> None:
     data = locomo_file(tmp_path / "locomo.json")
     out = tmp_path / "run"
-    summary = run_locomo(data, out, preset=["lexical", "hybrid"], embedder="hash", k_values=[1, 5])
+    summary = run_locomo(
+        data, out, preset=["lexical", "hybrid"], embedder="hash", k_values=[1, 5], modes=["named"]
+    )
     assert {p.name for p in out.iterdir()} >= {
         "config.json", "per_question.jsonl", "summary.json", "summary.md",
     }  # fmt: skip
@@ -70,6 +73,51 @@ def test_locomo_end_to_end(tmp_path: Path) -> None:
     assert "| engram:hybrid | recall | 8 |" in markdown
     assert "1 (multi-hop)" in markdown
     assert summary["data"]["adversarial"] == 2
+
+
+def test_locomo_runs_both_input_modes_by_default(tmp_path: Path) -> None:
+    data = locomo_file(tmp_path / "locomo.json")
+    summary = run_locomo(data, tmp_path / "run", preset="lexical", embedder="hash", baselines=[])
+    assert summary["systems"] == ["engram:lexical", "engram:lexical/plain"]
+    assert set(summary["config"]["presets"]) == {"engram:lexical", "engram:lexical/plain"}
+    plain = summary["results"]["engram:lexical/plain"]["turn"]["overall"]
+    assert plain["n"] == 8 and plain["recall@10"] == 1.0
+    with pytest.raises(InvalidInputError, match="input modes"):
+        run_locomo(data, tmp_path / "bad", preset="lexical", embedder="hash", modes=["loud"])
+
+
+def test_longmemeval_pooled(tmp_path: Path) -> None:
+    data = make_synthetic_longmemeval(tmp_path / "lme.json", n_questions=7, seed=4)
+    items = json.loads(data.read_text(encoding="utf-8"))
+    every = {s for item in items for s in item["haystack_session_ids"]}
+    summary = run_longmemeval(data, tmp_path / "run", preset="lexical", embedder="hash", pool=True)
+    assert summary["config"]["pool"] is True
+    assert summary["data"]["pooled_sessions"] == len(every)
+    assert summary["questions_scored"] == 6  # the seventh is an abstention question
+    rows = read_rows(tmp_path / "run")
+    seen = {s for row in rows for s in row["results"]["engram:lexical"]["sessions"]}
+    own = {s for row in rows for s in row["evidence_sessions"]}
+    assert seen - own  # sessions of other questions' haystacks are searched too
+    for row in rows:
+        assert set(row["results"]["bm25"]["sessions"]) <= every
+
+
+def test_longmemeval_pooled_unit_keeps_each_session_once() -> None:
+    from engram.bench.longmemeval import LongMemEvalItem as Item
+    from engram.bench.longmemeval import LongMemEvalSession, LongMemEvalTurn, to_pooled_unit
+
+    when = datetime(2023, 5, 1, tzinfo=UTC)
+    shared = LongMemEvalSession("s1", when, (LongMemEvalTurn("user", "hi", True),))
+    other = LongMemEvalSession("s2", when, (LongMemEvalTurn("user", "yo"),))
+    items = [
+        Item("q1", "t", "hi?", "a", when, (shared,), ("s1",)),
+        Item("q2_abs", "t", "yo?", "a", when, (shared, other), ()),
+        Item("q3", "t", "yo?", "a", when, (other, shared), ("s2",)),
+    ]
+    unit = to_pooled_unit(items)
+    assert [s.id for s in unit.sessions] == ["s1", "s2"]
+    assert [q.id for q in unit.questions] == ["q1", "q3"]
+    assert unit.questions[0].turn_evidence == ("s1:1",)
 
 
 def test_locomo_limit_and_resume(tmp_path: Path) -> None:

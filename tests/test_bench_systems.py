@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
 
-from engram import HashEmbedder
+from engram import HashEmbedder, Memory
 from engram.bench.corpus import CorpusSession, CorpusTurn, Question, clean_sessions
-from engram.bench.systems import MemoEmbedder, make_system
+from engram.bench.systems import MemoEmbedder, make_system, system_names
 from engram.embed import Vectors
 
 SESSIONS = (
@@ -107,6 +108,47 @@ def test_engram_returns_the_callers_ids(preset: str) -> None:
     assert ranking.turns[0] in {"s2:1", "s2:2"}
     assert set(ranking.turns) <= {"s1:1", "s1:2", "s2:1", "s2:2", "s2:3"}
     assert ranking.sessions[0] == "s2"
+
+
+def test_plain_mode_sends_the_role_only_and_no_question_date(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sessions = (
+        CorpusSession("s1", datetime(2023, 5, 1, tzinfo=UTC), (
+            CorpusTurn("a", "user", "I adopted a cat called Miso.", name="Ann"),
+            CorpusTurn("b", "assistant", "Lovely!", name="Bo"),
+        )),
+    )  # fmt: skip
+    sent: list[Any] = []
+    asked: list[Any] = []
+    real_add, real_search = Memory.add, Memory.search
+
+    def add(self: Memory, messages: Any, **kw: Any) -> Any:
+        sent.extend(messages)
+        return real_add(self, messages, **kw)
+
+    def search(self: Memory, query: str, **kw: Any) -> Any:
+        asked.append(kw.get("question_date"))
+        return real_search(self, query, **kw)
+
+    monkeypatch.setattr(Memory, "add", add)
+    monkeypatch.setattr(Memory, "search", search)
+    system = make_system("engram:lexical/plain", HashEmbedder())
+    assert system.name == "engram:lexical/plain"
+    index = system.build(sessions)
+    try:
+        question = Question("q", "Miso?", datetime(2023, 6, 1, tzinfo=UTC), "1", ("a",))
+        assert index.rank(question, 5).turns[0] == "a"
+    finally:
+        index.close()
+    assert sent == [
+        {"role": "user", "content": "Ann: I adopted a cat called Miso.", "id": "a"},
+        {"role": "assistant", "content": "Bo: Lovely!", "id": "b"},
+    ]
+    assert asked == [None]
+    assert system_names(["lexical", "engram:hybrid"], ["named", "plain"]) == [
+        "engram:lexical", "engram:lexical/plain", "engram:hybrid", "engram:hybrid/plain",
+    ]  # fmt: skip
 
 
 def test_clean_sessions_leaves_out_empty_turns() -> None:

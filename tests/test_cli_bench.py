@@ -85,7 +85,10 @@ def test_locomo(run: Any, tmp_path: Path) -> None:
     printed = result.json
     assert printed == json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert printed["benchmark"] == "locomo"
-    assert printed["systems"] == ["engram:lexical", "engram:hybrid", "bm25", "dense"]
+    assert printed["systems"] == [
+        "engram:lexical", "engram:lexical/plain", "engram:hybrid", "engram:hybrid/plain", "bm25",
+        "dense",
+    ]  # fmt: skip
     assert printed["k_values"] == [1, 5]
     assert printed["questions_scored"] == 6
     lexical = printed["results"]["engram:lexical"]["turn"]["overall"]
@@ -103,15 +106,28 @@ def test_locomo_defaults_and_options(run: Any, tmp_path: Path) -> None:
     assert result.code == 0, result.err
     printed = result.json
     assert printed["systems"] == [
-        "engram:lexical", "engram:semantic", "engram:hybrid", "bm25", "dense",
+        "engram:lexical", "engram:lexical/plain", "engram:semantic", "engram:semantic/plain",
+        "engram:hybrid", "engram:hybrid/plain", "bm25", "dense",
     ]  # fmt: skip
     assert printed["k_values"] == list(LOCOMO_K)
     assert printed["questions_scored"] == 2
     result = run("locomo", "--data", str(data), "--out", str(tmp_path / "b"), "--no-baselines",
-                 "--preset", "semantic", "--workers", "2", "--quiet")  # fmt: skip
+                 "--preset", "semantic", "--workers", "2", "-q", "--mode", "named")  # fmt: skip
     assert result.code == 0, result.err
     assert result.json["systems"] == ["engram:semantic"]
     assert result.json["questions_scored"] == 6
+
+
+def test_locomo_plain_mode_alone(run: Any, tmp_path: Path) -> None:
+    data, out = locomo_file(tmp_path / "locomo.json"), tmp_path / "run"
+    result = run("locomo", "--data", str(data), "--out", str(out), "--preset", "lexical",
+                 "--no-baselines", "--mode", "plain")  # fmt: skip
+    assert result.code == 0, result.err
+    assert result.json["systems"] == ["engram:lexical/plain"]
+    assert result.json["results"]["engram:lexical/plain"]["turn"]["overall"]["n"] == 6
+    assert "| engram:lexical/plain | recall | 6 |" in (out / "summary.md").read_text("utf-8")
+    bad = run("locomo", "--data", str(data), "--out", str(out), "--mode", "loud")
+    assert_one_line_error(bad, 2, "--mode")
 
 
 def test_locomo_pretty_prints_summary_md(run: Any, tmp_path: Path) -> None:
@@ -138,6 +154,26 @@ def test_longmemeval(run: Any, tmp_path: Path) -> None:
     assert printed["systems"] == ["engram:lexical", "bm25", "dense"]
     assert printed["results"]["engram:lexical"]["session"]["overall"]["recall_any@10"] == 1.0
     assert len(read_lines(out / "per_question.jsonl")) == 6
+
+
+def test_longmemeval_pool(run: Any, tmp_path: Path) -> None:
+    data = make_synthetic_longmemeval(tmp_path / "lme.json", n_questions=7, seed=3)
+    out = tmp_path / "run"
+    result = run("longmemeval", "--data", str(data), "--out", str(out), "--preset", "lexical",
+                 "--no-baselines", "--pool", "--k", "1,5")  # fmt: skip
+    assert result.code == 0, result.err
+    printed = result.json
+    assert printed["config"]["pool"] is True
+    assert printed["questions_scored"] == 6
+    items = json.loads(data.read_text("utf-8"))
+    assert printed["data"]["pooled_sessions"] == len(
+        {s for item in items for s in item["haystack_session_ids"]}
+    )
+    overall = printed["results"]["engram:lexical"]["turn"]["overall"]
+    assert {"recall_all@5", "ndcg_any@1"} <= set(overall)
+    again = run("longmemeval", "--data", str(data), "--out", str(out), "--preset", "lexical",
+                "--no-baselines", "--k", "1,5")  # fmt: skip
+    assert_one_line_error(again, 1, "different settings", "pool")
 
 
 @pytest.mark.parametrize("level", ["session", "turn"])
@@ -239,6 +275,13 @@ def test_bad_granularity(run: Any, tmp_path: Path) -> None:
     result = run("longmemeval", "--data", str(data), "--out", str(tmp_path / "r"),
                  "--granularity", "round")  # fmt: skip
     assert_one_line_error(result, 2, "--granularity")
+
+
+def test_cli_modes_are_the_runners() -> None:
+    from engram.bench.systems import MODES
+    from engram.cli.bench import MODES as CLI_MODES
+
+    assert CLI_MODES == MODES
 
 
 def test_help_states_the_runner_defaults() -> None:

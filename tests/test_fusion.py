@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from engram.read import aggregate_sessions, minmax, recency_factor, rrf, weighted_fusion
+from engram.read.fusion import addressed_role, role_factor, words
 from engram.types import Hit, MemoryRecord, RecordKind
 
 
@@ -86,3 +87,27 @@ def test_aggregate_sessions_max_and_sum() -> None:
     assert [s.session_id for s in by_sum] == ["s1", "s2"]
     assert math.isclose(by_sum[1].score, 0.95)
     assert [h.record.id for h in by_sum[0].hits] == ["r1", "r4"]
+
+
+@pytest.mark.parametrize(
+    ("query", "role"),
+    [
+        ("How many fitness classes do I attend in a typical week?", "user"),
+        ("What did I buy 10 days ago?", "user"),
+        ("Where is my hotel?", "user"),
+        ("What did you recommend for the trip?", "assistant"),
+        ("You told me about a bakery, what was it called?", None),  # both persons
+        ("What did Melanie paint?", None),
+        ("", None),
+    ],
+)
+def test_addressed_role(query: str, role: str | None) -> None:
+    assert addressed_role(words(query)) == role
+
+
+def test_role_factor() -> None:
+    assert role_factor("user", "user", weight=0.5) == 1.5
+    assert role_factor("assistant", "user", weight=0.5) == 1.0
+    assert role_factor(None, "user", weight=0.5) == 1.0
+    assert role_factor("user", None, weight=0.5) == 1.0
+    assert role_factor("user", "user", weight=0.0) == 1.0

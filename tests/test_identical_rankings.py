@@ -71,10 +71,21 @@ def _reference(mem: Memory, query: str, config: SearchConfig, limit: int, now: d
     refs: dict[str, KeyRef] = dict(keys)
     extra = store.get_refs("u", [v for v, _ in fused if v not in keys])
     refs.update((r.id, r) for r in extra if valid_at(r, as_of))
-    rescore, _ = retrieve._rescorer(query, config, now)
+    latest = max((r.timestamp for r in keys.values()), default=None)
+    rescore, _ = retrieve._rescorer(query, config, now, latest if config.time_fallback else None)
     scored = [(score * rescore(refs[v]), refs[v].id) for v, score in fused if v in refs]
     scored.sort(key=lambda item: (-item[0], item[1]))
-    return [(rid, score) for score, rid in scored[:limit]]
+    wanted = retrieve.addressed_role(retrieve.words(query)) if config.role_weight else None
+    if not wanted:
+        return [(rid, score) for score, rid in scored[:limit]]
+    top = scored[: max(limit, config.role_depth)]  # the role factor reads the top's records
+    records = {r.id: r for r in store.get_many("u", [rid for _, rid in top])}
+    weighed = [
+        (score * retrieve.role_factor(records[rid].role, wanted, weight=config.role_weight), rid)
+        for score, rid in top
+    ]
+    weighed.sort(key=lambda item: (-item[0], item[1]))
+    return [(rid, score) for score, rid in weighed[:limit]]
 
 
 def _pairs(hits: list[Hit]) -> list[tuple[str, float]]:

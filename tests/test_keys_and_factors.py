@@ -11,7 +11,8 @@ import pytest
 from engram import InvalidInputError, MemoryRecord, RecordKind, SearchConfig
 from engram.read.fusion import asks_question, mask_names, question_factor
 from engram.write import build_sentences, record_id, span_vectors, split_sentences
-from engram.write.ingest import MAX_SENTENCE_KEYS
+from engram.write.ingest import MAX_SENTENCE_KEYS, build_turns, speakers_in_text
+from engram.write.messages import Message
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -137,3 +138,122 @@ def test_search_config_checks_the_new_fields() -> None:
 )
 def test_mask_names(query: str, names: list[str], masked: str) -> None:
     assert mask_names(query, names) == masked
+
+
+def _messages(*contents: str, name: str | None = None) -> list[Message]:
+    return [Message(role="user", content=c, name=name) for c in contents]
+
+
+@pytest.mark.parametrize(
+    ("contents", "names"),
+    [
+        (["Caroline: I went to a group.", "Melanie: That's great!"], ["Caroline", "Melanie"]),
+        (["Mary Ann Lee: hi there", "Bo: hey"], ["Mary Ann Lee", "Bo"]),
+        (["Caroline: I went.", "and then nothing"], [None, None]),  # not every message
+        (["Reminder: buy milk"], [None]),  # a lone message is never a transcript
+        (["Paris: what to see?"], [None]),
+        (["Note: call Bo.", "Update: done."], [None, None]),  # labels, not speakers
+        (["Caroline:no space", "Bo: hi"], [None, None]),
+        (["Day 1: Rome", "Day 2: Florence"], [None, None]),
+        (["caroline: lower case", "bo: hi"], [None, None]),
+        (["Ann: a", "Bo:   "], [None, None]),  # nothing after the colon
+    ],
+)
+def test_speakers_in_text(contents: list[str], names: list[str | None]) -> None:
+    found = speakers_in_text(_messages(*contents))
+    assert [None if m is None else m.group(1) for m in found] == names
+
+
+def test_a_named_message_keeps_its_name_and_text() -> None:
+    messages = [*_messages("Ann: hello", "Bo: hi"), *_messages("Cy: yo", name="Cyrus")]
+    found = speakers_in_text(messages)
+    assert [None if m is None else m.group(1) for m in found] == ["Ann", "Bo", None]
+    now = datetime(2023, 5, 1, tzinfo=UTC)
+    turns = build_turns(
+        [(m, f"k{i}") for i, m in enumerate(messages)], user_id="u", session_id="s",
+        agent_id=None, first_seq=0, default_time=now, now=now,
+    )  # fmt: skip
+    assert [(t.name, t.text, t.key_text) for t in turns] == [
+        ("Ann", "hello", "Ann: hello"),
+        ("Bo", "hi", "Bo: hi"),
+        ("Cyrus", "Cy: yo", "Cyrus: Cy: yo"),
+    ]
+
+
+def test_role_weight_ranks_the_role_a_question_asks_about_first() -> None:
+    from engram import HashEmbedder, Memory
+
+    with Memory.open(":memory:", embedder=HashEmbedder()) as memory:
+        memory.add(
+            [
+                {"role": "assistant", "content": "Bikes for commuting: a bike with fenders helps."},
+                {"role": "user", "content": "I bought a bike for commuting."},
+            ],
+            user_id="u",
+        )
+        plain = SearchConfig(semantic=False)
+        ask = "what bike for commuting did I buy"
+        boosted = [h.record.role for h in memory.search(ask, user_id="u", config=plain.with_(
+            role_weight=5.0))]  # fmt: skip
+        assert boosted[0] == "user"
+        you = [h.record.role for h in memory.search("what bike for commuting did you suggest",
+               user_id="u", config=plain.with_(role_weight=5.0, role_depth=1))]  # fmt: skip
+        assert you[0] == "assistant"
+        with pytest.raises(InvalidInputError):
+            plain.with_(role_depth=0)
+
+
+def test_sentence_policy_for_long_assistant_turns() -> None:
+    from engram.write.ingest import SentencePolicy
+
+    now = datetime(2023, 5, 1, tzinfo=UTC)
+    text = " ".join(f"Sentence number {i} says something." for i in range(10))
+    turns = [
+        MemoryRecord(id=f"{role}-turn", kind=RecordKind.TURN, text=text, user_id="u",
+                     session_id="s", agent_id=None, role=role, name=None, seq=0, timestamp=now,
+                     created_at=now)
+        for role in ("user", "assistant")
+    ]  # fmt: skip
+    every = build_sentences(turns, now)
+    assert len(every) == 20
+    capped = build_sentences(turns, now, SentencePolicy(long_words=20, long_keys=3))
+    assert [k.provenance[0] for k in capped].count("assistant-turn") == 3
+    assert [k.provenance[0] for k in capped].count("user-turn") == 10
+    assert [k.text for k in capped if k.provenance[0] == "assistant-turn"] == [
+        "Sentence number 0 says something.", "Sentence number 1 says something.",
+        "Sentence number 2 says something.",
+    ]  # fmt: skip
+    none = build_sentences(turns, now, SentencePolicy(long_words=20, long_keys=0))
+    assert {k.provenance[0] for k in none} == {"user-turn"}
+    short = build_sentences(turns, now, SentencePolicy(long_words=100, long_keys=0))
+    assert len(short) == 20  # not long enough to be capped
+
+
+def test_anchored_window_falls_back_to_the_latest_memory() -> None:
+    from engram.read.retrieve import anchored_window
+
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    latest = datetime(2023, 5, 30, tzinfo=UTC)
+    window = anchored_window("What did I buy 2 weeks ago?", now, latest)
+    assert window is not None and window.start.year == 2023 and window.end <= latest
+    recent = datetime(2026, 11, 30, tzinfo=UTC)  # a memory inside the window: no fallback
+    assert anchored_window("What did I buy 2 weeks ago?", now, recent) == anchored_window(
+        "What did I buy 2 weeks ago?", now, None
+    )
+    assert anchored_window("What did I buy?", now, latest) is None
+
+
+def test_time_fallback_boosts_the_old_conversation_asked_about_without_a_date() -> None:
+    from engram import HashEmbedder, Memory
+
+    with Memory.open(":memory:", embedder=HashEmbedder()) as memory:
+        for day, text in ((2, "We went hiking at the lake."), (20, "We went hiking in the hills."),
+                          (27, "After the hike we baked bread.")):  # fmt: skip
+            memory.add([{"role": "user", "content": text}], user_id="u", session_id=f"s{day}",
+                       session_date=datetime(2023, 5, day, tzinfo=UTC))  # fmt: skip
+        config = SearchConfig(semantic=False, time_weight=1.0, time_tolerance_days=0.0)
+        ask = "Where did we go hiking last week?"
+        before = memory.search(ask, user_id="u", config=config)
+        after = memory.search(ask, user_id="u", config=config.with_(time_fallback=True))
+        assert after[0].record.text == "We went hiking in the hills."
+        assert after[0].score > before[0].score

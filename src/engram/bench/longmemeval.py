@@ -34,6 +34,7 @@ __all__ = [
     "make_synthetic_longmemeval",
     "parse_longmemeval_date",
     "session_of",
+    "to_pooled_unit",
     "to_work_units",
     "turn_id",
 ]
@@ -188,31 +189,47 @@ def _parse_item(entry: Mapping[str, Any], issues: Counter[str]) -> LongMemEvalIt
     )
 
 
+def _corpus_session(session: LongMemEvalSession) -> CorpusSession:
+    return CorpusSession(
+        id=session.session_id,
+        date=session.date,
+        turns=tuple(
+            CorpusTurn(id=turn_id(session.session_id, n), role=turn.role, text=turn.content)
+            for n, turn in enumerate(session.turns, start=1)
+        ),
+    )
+
+
+def _question(item: LongMemEvalItem) -> Question:
+    return Question(
+        id=item.question_id,
+        text=item.question,
+        date=item.question_date,
+        group=item.question_type,
+        turn_evidence=item.evidence_turn_ids,
+        session_evidence=item.answer_session_ids,
+        meta={"question_type": item.question_type, "answer": item.answer},
+    )
+
+
 def to_work_units(items: Sequence[LongMemEvalItem]) -> list[WorkUnit]:
-    """One unit (one store) per non-abstention question."""
-    units: list[WorkUnit] = []
+    """One unit (one store) per non-abstention question: the official protocol, each question
+    against its own haystack."""
+    return [
+        WorkUnit(tuple(_corpus_session(s) for s in item.sessions), (_question(item),))
+        for item in items
+        if not item.is_abstention
+    ]
+
+
+def to_pooled_unit(items: Sequence[LongMemEvalItem]) -> WorkUnit:
+    """One unit for the whole file: every session of every question's haystack (each session id
+    once, first occurrence kept, in file order) in one store, and every non-abstention question
+    searched against all of them. With the oracle file this turns each question's other-question
+    sessions into distractors written by the same kind of simulated user."""
+    sessions: dict[str, CorpusSession] = {}
     for item in items:
-        if item.is_abstention:
-            continue
-        sessions = tuple(
-            CorpusSession(
-                id=session.session_id,
-                date=session.date,
-                turns=tuple(
-                    CorpusTurn(id=turn_id(session.session_id, n), role=turn.role, text=turn.content)
-                    for n, turn in enumerate(session.turns, start=1)
-                ),
-            )
-            for session in item.sessions
-        )
-        question = Question(
-            id=item.question_id,
-            text=item.question,
-            date=item.question_date,
-            group=item.question_type,
-            turn_evidence=item.evidence_turn_ids,
-            session_evidence=item.answer_session_ids,
-            meta={"question_type": item.question_type, "answer": item.answer},
-        )
-        units.append(WorkUnit(sessions, (question,)))
-    return units
+        for session in item.sessions:
+            sessions.setdefault(session.session_id, _corpus_session(session))
+    questions = tuple(_question(item) for item in items if not item.is_abstention)
+    return WorkUnit(tuple(sessions.values()), questions)

@@ -6,6 +6,11 @@ baselines, and write a run directory (see :mod:`engram.bench.report`).
   with evidence (category 5 excluded) searched once; the ranked ``dia_id``s are scored.
 - LongMemEval: one store per question; turn ids ``"<session_id>:<n>"``; the turn ranking comes
   from ``search``, the session ranking from ``search_sessions``; abstention questions skipped.
+  With ``pool``: one store for the whole file (every session of every haystack, each once) and
+  every question searched against all of it.
+- Input modes (LoCoMo runs both by default): ``named`` (name field, roles, question date) and
+  ``plain`` (role only, the speaker inside the text, no question date); see
+  :mod:`engram.bench.systems`.
 
 ``limit`` takes the first N scorable questions in file order; questions already in the output
 directory are not run again. ``workers > 1`` runs work units in a process pool, each worker with
@@ -45,12 +50,15 @@ from engram.bench.report import (
 from engram.bench.summary import render_markdown, summarise, write_plots
 from engram.bench.systems import (
     BASELINES,
+    MODES,
+    PLAIN,
     EmbedderSpec,
     MemoEmbedder,
     Ranking,
     embedder_name,
     make_embedder,
     make_system,
+    system_names,
 )
 from engram.embed import SentenceTransformerEmbedder
 from engram.errors import InvalidInputError
@@ -261,12 +269,17 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _systems(preset: str | Sequence[str], baselines: Sequence[str]) -> tuple[str, ...]:
+def _systems(
+    preset: str | Sequence[str], baselines: Sequence[str], modes: Sequence[str] = ("named",)
+) -> tuple[str, ...]:
     presets = [preset] if isinstance(preset, str) else list(preset)
-    names = [f"engram:{p.removeprefix('engram:')}" for p in presets]
     wrong = [p for p in presets if p.removeprefix("engram:") not in PRESETS]
-    if wrong or not names:
+    if wrong or not presets:
         raise InvalidInputError(f"unknown presets {wrong}; known: {sorted(PRESETS)}")
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise InvalidInputError(f"unknown input modes {bad}; known: {list(MODES)}")
+    names = system_names(presets, list(dict.fromkeys(modes)))
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
         raise InvalidInputError(f"unknown baselines {unknown}; known: {list(BASELINES)}")
@@ -277,7 +290,11 @@ def _preset_settings(systems: Sequence[str]) -> dict[str, Any]:
     """Every setting of each Engram preset that runs, as JSON values: a run directory whose
     presets were tuned since is not resumed with the new ones."""
     return {
-        name: json.loads(json.dumps(dataclasses.asdict(PRESETS[name.removeprefix("engram:")])))
+        name: json.loads(
+            json.dumps(
+                dataclasses.asdict(PRESETS[name.removeprefix("engram:").removesuffix(PLAIN)])
+            )
+        )
         for name in systems
         if name.startswith("engram:")
     }
@@ -286,10 +303,11 @@ def _preset_settings(systems: Sequence[str]) -> dict[str, Any]:
 def _run(
     spec: _Spec, units: Sequence[WorkUnit], data_path: str | Path, out_dir: str | Path,
     *, limit: int | None, workers: int, progress: bool, data: Mapping[str, Any],
-    group_names: Mapping[str, str] | None = None,
+    group_names: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     config = {
         "benchmark": spec.benchmark,
+        **(extra or {}),
         "data": str(Path(data_path).resolve()),
         "data_sha256": _sha256(Path(data_path)),
         "systems": list(spec.systems),
@@ -328,12 +346,13 @@ def run_locomo(
     k_values: Sequence[int] = LOCOMO_K,
     baselines: Sequence[str] = BASELINES,
     progress: bool = False,
+    modes: Sequence[str] = MODES,
 ) -> dict[str, Any]:
-    """Evidence recall@k on a LoCoMo file, for Engram (one or more presets) and the baselines.
-    Returns the summary that is also written to ``out_dir/summary.json``."""
+    """Evidence recall@k on a LoCoMo file, for Engram (one or more presets, in each input mode
+    of ``modes``) and the baselines. Returns the summary written to ``out_dir/summary.json``."""
     ks = _check_args(limit, workers, k_values)
     dataset = locomo.load_locomo(data_path)
-    spec = _Spec("locomo", _systems(preset, baselines), embedder, ks)
+    spec = _Spec("locomo", _systems(preset, baselines, modes), embedder, ks)
     names = {str(c): n for c, n in locomo.CATEGORY_NAMES.items()}
     return _run(
         spec, locomo.to_work_units(dataset.samples), data_path, out_dir, limit=limit,
@@ -352,13 +371,19 @@ def run_longmemeval(
     k_values: Sequence[int] = LONGMEMEVAL_K,
     baselines: Sequence[str] = BASELINES,
     progress: bool = False,
+    pool: bool = False,
+    modes: Sequence[str] = ("named",),
 ) -> dict[str, Any]:
     """LongMemEval's recall_any / recall_all / ndcg_any @k at session and turn level, over the
-    non-abstention questions, for Engram and the baselines. Returns the written summary."""
+    non-abstention questions, for Engram and the baselines. Returns the written summary.
+    ``pool``: all sessions of the file in one store, each question searched against all."""
     ks = _check_args(limit, workers, k_values)
     dataset = longmemeval.load_longmemeval(data_path)
-    spec = _Spec("longmemeval", _systems(preset, baselines), embedder, ks)
+    spec = _Spec("longmemeval", _systems(preset, baselines, modes), embedder, ks)
+    items = dataset.items
+    units = [longmemeval.to_pooled_unit(items)] if pool else longmemeval.to_work_units(items)
+    data = {**dataset.stats(), "pooled_sessions": len(units[0].sessions)} if pool else None
     return _run(
-        spec, longmemeval.to_work_units(dataset.items), data_path, out_dir, limit=limit,
-        workers=workers, progress=progress, data=dataset.stats(),
+        spec, units, data_path, out_dir, limit=limit, workers=workers, progress=progress,
+        data=data or dataset.stats(), extra={"pool": pool},
     )  # fmt: skip

@@ -10,6 +10,12 @@ sessions, then rank turn ids (and session ids) for a question.
 The baselines index ``"<speaker name>: <text>"`` where a name is known, as Engram does, so that
 the three differ only in how they retrieve. Their session rankings put each session at the rank
 of its best turn.
+
+Input modes of an Engram system (``engram:<preset>`` is ``named``, ``engram:<preset>/plain`` is
+``plain``): ``named`` sends each turn with its role, its speaker's name in the ``name`` field and
+each question with its date; ``plain`` sends what most chat apps would: the role only, the
+speaker inside the text (``"Caroline: I went to a support group"``) and no question date. The
+baselines see the same ``"name: text"`` string either way, so they run once.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from engram import PRESETS, Embedder, HashEmbedder, Memory, SentenceTransformerEmbedder
-from engram.bench.corpus import CorpusSession, Question, dedupe
+from engram.bench.corpus import CorpusSession, CorpusTurn, Question, dedupe
 from engram.bench.metrics import sessions_from_turns
 from engram.embed import Vectors, embed_texts
 from engram.embed.base import WrappingEmbedder
@@ -30,6 +36,8 @@ from engram.errors import ConfigurationError, EmbeddingError
 
 __all__ = [
     "BASELINES",
+    "MODES",
+    "PLAIN",
     "BM25System",
     "DenseSystem",
     "EmbedderSpec",
@@ -41,9 +49,12 @@ __all__ = [
     "embedder_name",
     "make_embedder",
     "make_system",
+    "system_names",
 ]
 
 BASELINES = ("bm25", "dense")
+MODES = ("named", "plain")
+PLAIN = "/plain"  # the suffix of an Engram system's name in plain mode
 USER_ID = "bench"
 
 # An embedder object, or a name: "hash" (the fast fake, tests only), "bundled" / None (the
@@ -133,24 +144,24 @@ def _turn_texts(sessions: Sequence[CorpusSession]) -> tuple[list[str], list[str]
 
 
 class _EngramIndex:
-    def __init__(self, memory: Memory, preset: str, sessions: bool) -> None:
+    def __init__(self, memory: Memory, preset: str, sessions: bool, plain: bool = False) -> None:
         self.memory = memory
         self.preset = preset
         self.sessions = sessions
+        self.plain = plain
 
     def rank(self, question: Question, limit: int) -> Ranking:
         config = PRESETS[self.preset]
+        date = None if self.plain else question.date
         hits = self.memory.search(
-            question.text, user_id=USER_ID, limit=limit, question_date=question.date,
-            config=config,
-        )  # fmt: skip
+            question.text, user_id=USER_ID, limit=limit, question_date=date, config=config
+        )
         turns = dedupe(mid for hit in hits for mid in hit.record.message_ids)
         ranked: list[str] = []
         if self.sessions:
             found = self.memory.search_sessions(
-                question.text, user_id=USER_ID, limit=limit, question_date=question.date,
-                config=config,
-            )  # fmt: skip
+                question.text, user_id=USER_ID, limit=limit, question_date=date, config=config
+            )
             ranked = [s.session_id for s in found]
         return Ranking(tuple(turns), tuple(ranked))
 
@@ -159,33 +170,40 @@ class _EngramIndex:
 
 
 class EngramSystem:
-    """Engram with one search preset, one in-memory store per corpus."""
+    """Engram with one search preset, one in-memory store per corpus; ``plain``: the plain input
+    mode (role only, the speaker inside the text, no question date)."""
 
-    def __init__(self, preset: str, embedder: Embedder, *, sessions: bool = False) -> None:
+    def __init__(
+        self, preset: str, embedder: Embedder, *, sessions: bool = False, plain: bool = False
+    ) -> None:
         if preset not in PRESETS:
             raise ConfigurationError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
         self.preset = preset
         self.embedder = embedder
         self.sessions = sessions
+        self.plain = plain
 
     @property
     def name(self) -> str:
-        return f"engram:{self.preset}"
+        return f"engram:{self.preset}{PLAIN if self.plain else ''}"
+
+    def _message(self, turn: CorpusTurn) -> dict[str, Any]:
+        if self.plain:
+            return {"role": turn.role, "content": turn.key_text, "id": turn.id}
+        message: dict[str, Any] = {"role": turn.role, "content": turn.text, "id": turn.id}
+        if turn.name:
+            message["name"] = turn.name
+        return message
 
     def build(self, sessions: Sequence[CorpusSession]) -> Index:
         memory = Memory.open(":memory:", embedder=self.embedder)
         for session in sessions:
-            messages: list[dict[str, Any]] = []
-            for turn in session.turns:
-                message: dict[str, Any] = {"role": turn.role, "content": turn.text, "id": turn.id}
-                if turn.name:
-                    message["name"] = turn.name
-                messages.append(message)
+            messages = [self._message(turn) for turn in session.turns]
             if messages:
                 memory.add(
                     messages, user_id=USER_ID, session_id=session.id, session_date=session.date
                 )
-        return _EngramIndex(memory, self.preset, self.sessions)
+        return _EngramIndex(memory, self.preset, self.sessions, self.plain)
 
 
 Scores = np.ndarray[Any, np.dtype[np.float64]]
@@ -274,10 +292,18 @@ class DenseSystem:
 def make_system(
     name: str, embedder: Embedder, *, sessions: bool = False, query_embedder: Embedder | None = None
 ) -> System:
-    """``"engram:<preset>"`` (or a bare preset name), ``"bm25"`` or ``"dense"``."""
+    """``"engram:<preset>"`` (or a bare preset name; ``"engram:<preset>/plain"`` in plain mode),
+    ``"bm25"`` or ``"dense"``."""
     if name == "bm25":
         return BM25System()
     if name == "dense":
         return DenseSystem(embedder, query_embedder)
     preset = name.removeprefix("engram:")
-    return EngramSystem(preset, embedder, sessions=sessions)
+    plain = preset.endswith(PLAIN)
+    return EngramSystem(preset.removesuffix(PLAIN), embedder, sessions=sessions, plain=plain)
+
+
+def system_names(presets: Sequence[str], modes: Sequence[str]) -> list[str]:
+    """The Engram systems of some presets in some input modes, preset by preset."""
+    suffix = {"named": "", "plain": PLAIN}
+    return [f"engram:{p.removeprefix('engram:')}{suffix[m]}" for p in presets for m in modes]

@@ -19,10 +19,11 @@ from engram import PRESETS
 from engram.cli.app import App, common_options, pass_app
 from engram.cli.bench_qa import qa_options, run_qa_command
 
-__all__ = ["LEVELS", "bench_group", "register", "select_level"]
+__all__ = ["LEVELS", "MODES", "bench_group", "register", "select_level"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 LEVELS = ("session", "turn")  # LongMemEval's two levels of retrieval
+MODES = ("named", "plain")  # LoCoMo's input modes (engram.bench.systems.MODES, not imported here)
 
 
 class _Interrupted(click.ClickException):
@@ -100,7 +101,7 @@ def select_level(summary: dict[str, Any], level: str | None) -> dict[str, Any]:
 def _run(
     app: App, benchmark: str, data: str, out: str, *, presets: Sequence[str], limit: int | None,
     workers: int, k_values: Sequence[int] | None, no_baselines: bool, quiet: bool,
-    level: str | None = None,
+    level: str | None = None, extra: dict[str, Any] | None = None,
 ) -> None:  # fmt: skip
     from engram.bench import run_locomo, run_longmemeval
     from engram.bench.summary import render_markdown
@@ -115,6 +116,7 @@ def _run(
         "workers": workers,
         "progress": not quiet and sys.stderr.isatty(),
     }
+    options.update(extra or {})
     if k_values is not None:
         options["k_values"] = k_values
     if no_baselines:
@@ -140,12 +142,17 @@ def bench_group() -> None:
 
 
 @bench_group.command("locomo")
+@click.option(
+    "--mode", "modes", multiple=True, type=click.Choice(MODES),
+    help="An input mode (repeatable; default: both): named (speaker in the name field, question "
+    "dates) or plain (role only, the speaker inside the text, no question date).",
+)  # fmt: skip
 @_run_options("1,5,10,20")
 @qa_options
 @pass_app
 def locomo_command(
-    app: App, data: str, out: str, presets: tuple[str, ...], limit: int | None, workers: int,
-    k_values: list[int] | None, no_baselines: bool, quiet: bool,
+    app: App, modes: tuple[str, ...], data: str, out: str, presets: tuple[str, ...],
+    limit: int | None, workers: int, k_values: list[int] | None, no_baselines: bool, quiet: bool,
     qa: bool, reader: str | None, reader_model: str | None, judge: str | None,
     judge_model: str | None, extract_facts: bool, budget: int,
 ) -> None:  # fmt: skip
@@ -153,8 +160,9 @@ def locomo_command(
 
     One in-memory store per conversation; each question with evidence (category 5,
     adversarial, excluded) is searched once and the ranked dia_ids are scored, for every
-    --preset and the BM25 and dense baselines. Re-running with the same settings resumes.
-    With --qa: answers judged with LoCoMo's J prompt instead (docs/llm.md).
+    --preset (in both input modes, named and plain) and the BM25 and dense baselines.
+    Re-running with the same settings resumes. With --qa: answers judged with LoCoMo's J prompt
+    instead (docs/llm.md).
     """
     qa_args = dict(
         qa=qa,
@@ -170,6 +178,7 @@ def locomo_command(
     _run(
         app, "locomo", data, out, presets=presets, limit=limit, workers=workers,
         k_values=k_values, no_baselines=no_baselines, quiet=quiet,
+        extra={"modes": list(dict.fromkeys(modes)) or list(MODES)},
     )  # fmt: skip
 
 
@@ -179,11 +188,16 @@ def locomo_command(
     help="Print only the session-level or only the turn-level results (default: both; the "
     "files in --out always hold both).",
 )  # fmt: skip
+@click.option(
+    "--pool", is_flag=True,
+    help="One memory for the whole file: every session of every question's haystack, and each "
+    "question searched against all of them (default: one memory per question).",
+)  # fmt: skip
 @_run_options("1,3,5,10,30,50")
 @qa_options
 @pass_app
 def longmemeval_command(
-    app: App, granularity: str | None, data: str, out: str, presets: tuple[str, ...],
+    app: App, granularity: str | None, pool: bool, data: str, out: str, presets: tuple[str, ...],
     limit: int | None, workers: int, k_values: list[int] | None, no_baselines: bool, quiet: bool,
     qa: bool, reader: str | None, reader_model: str | None, judge: str | None,
     judge_model: str | None, extract_facts: bool, budget: int,
@@ -192,7 +206,8 @@ def longmemeval_command(
 
     One in-memory store per question (abstention questions excluded); the turn ranking comes
     from search, the session ranking from search_sessions. Re-running with the same settings
-    resumes. With --qa: answers judged with LongMemEval's per-type prompts instead.
+    resumes. With --pool: one memory for all the file's sessions, every question searched
+    against all of them. With --qa: answers judged with LongMemEval's per-type prompts instead.
     """
     qa_args = dict(
         qa=qa,
@@ -208,6 +223,7 @@ def longmemeval_command(
     _run(
         app, "longmemeval", data, out, presets=presets, limit=limit, workers=workers,
         k_values=k_values, no_baselines=no_baselines, quiet=quiet, level=granularity,
+        extra={"pool": pool},
     )  # fmt: skip
 
 

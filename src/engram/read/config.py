@@ -41,7 +41,13 @@ class SearchConfig:
       factor still uses the names.
     - ``time_weight`` / ``time_tolerance_days``: when the query says when ("last Saturday",
       "two weeks ago", "in May"), resolved against the question date, multiply the score of a
-      hit inside that window by ``1 + w`` (fading to 1 over the tolerance outside it).
+      hit inside that window by ``1 + w`` (fading to 1 over the tolerance outside it). With
+      ``time_fallback``, a window that starts after every candidate memory (no question date,
+      old conversations) is resolved against the latest candidate's time instead.
+    - ``role_weight`` / ``role_depth``: a question in the first person only ("what did I
+      buy?") asks about the user's own turns, one in the second person only ("what did you
+      recommend?") about the assistant's; multiply the score of a turn in that role by
+      ``1 + w``, over the best ``role_depth`` turns (the factor reads their records).
     - ``session_aggregation`` / ``session_top``: how turn scores add up to a session score.
     """
 
@@ -64,6 +70,9 @@ class SearchConfig:
     mask_speakers: bool = False
     time_weight: float = 0.0
     time_tolerance_days: float = 7.0
+    time_fallback: bool = False
+    role_weight: float = 0.0
+    role_depth: int = 200
     session_aggregation: Aggregation = "max"
     session_top: int = 3
     extra: tuple[tuple[str, Any], ...] = field(default=())
@@ -81,6 +90,8 @@ class SearchConfig:
             raise InvalidInputError(f"unknown fusion {self.fusion!r}")
         if self.session_aggregation not in ("max", "sum"):
             raise InvalidInputError(f"unknown session aggregation {self.session_aggregation!r}")
+        if self.role_weight < 0 or self.role_depth < 1:
+            raise InvalidInputError("role_weight must be >= 0 and role_depth >= 1")
         if self.speaker_weight < 0 or self.time_weight < 0 or self.time_tolerance_days < 0:
             raise InvalidInputError("speaker_weight, time_weight and the tolerance must be >= 0")
         if not 0.0 <= self.question_penalty < 1.0:
@@ -102,14 +113,18 @@ class SearchConfig:
 # sentence keys and a deeper candidate pool lift the multi-hop questions most; with speaker names
 # masked in the embedded query the embedding retrievers pull their weight, and equal weights tie
 # the tuned 2 : 1 : 0.5 overall while doing better on the weakest question types.
+# Retrieval v2: a question about a period after every memory (no question date) is resolved
+# against the latest one (time fallback); in HYBRID, a first- or second-person question favours
+# the user's or the assistant's turns (role 0.5; it lowers LongMemEval's session recall with a
+# single retriever, so LEXICAL and SEMANTIC go without it).
 _SCORING = SearchConfig(
     fusion="weighted", key_decay=0.3, candidates=300, speaker_weight=1.0, question_penalty=0.2,
-    mask_speakers=True, time_weight=1.0,
+    mask_speakers=True, time_weight=1.0, time_fallback=True,
 )  # fmt: skip
 LEXICAL = _SCORING.with_(name="lexical", semantic=False)
 SEMANTIC = _SCORING.with_(name="semantic", lexical=False, sentence=True)
 HYBRID = _SCORING.with_(
-    name="hybrid", sentence=True,
+    name="hybrid", sentence=True, role_weight=0.5,
     weights=(("lexical", 1.0), ("semantic", 1.0), ("sentence", 1.0)),
 )  # fmt: skip
 

@@ -7,11 +7,13 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
+    "addressed_role",
     "asks_question",
     "mask_names",
     "minmax",
     "question_factor",
     "recency_factor",
+    "role_factor",
     "rrf",
     "speaker_factor",
     "weighted_fusion",
@@ -112,3 +114,24 @@ def mask_names(text: str, names: Iterable[str], *, mask: str = "the person") -> 
         return text
     pattern = r"\b(?:" + "|".join(re.escape(w) for w in reversed(parts)) + r")(?:'s)?\b"
     return re.sub(r"\s+", " ", re.sub(pattern, mask, text)).strip()
+
+
+_FIRST_PERSON = frozenset({"i", "me", "my", "mine", "myself"})
+_SECOND_PERSON = frozenset({"you", "your", "yours", "yourself"})
+
+
+def addressed_role(query_words: frozenset[str]) -> str | None:
+    """Whose turns a question asks about, from its pronouns: ``"user"`` for a question in the
+    first person only ("How many fitness classes do I attend?": what the user said about
+    themselves), ``"assistant"`` for one in the second person only ("What did you recommend?"),
+    else None (both, as in "you told me", or neither, as in "What did Melanie paint?")."""
+    first = not query_words.isdisjoint(_FIRST_PERSON)
+    second = not query_words.isdisjoint(_SECOND_PERSON)
+    if first == second:
+        return None
+    return "user" if first else "assistant"
+
+
+def role_factor(role: str | None, wanted: str | None, *, weight: float) -> float:
+    """``1 + weight`` for a turn spoken in the role the question asks about, else 1."""
+    return 1.0 + weight if weight and wanted is not None and role == wanted else 1.0

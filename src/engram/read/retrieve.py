@@ -10,16 +10,18 @@ from datetime import datetime
 from engram.embed.base import Vectors
 from engram.read.config import SearchConfig
 from engram.read.fusion import (
+    addressed_role,
     mask_names,
     question_factor,
     recency_factor,
+    role_factor,
     rrf,
     speaker_factor,
     weighted_fusion,
     words,
 )
 from engram.store.base import ScoredId, Store
-from engram.temporal import resolve_time_window, time_factor
+from engram.temporal import TimeWindow, resolve_time_window, time_factor
 from engram.types import (
     Hit,
     KeyRef,
@@ -31,7 +33,7 @@ from engram.types import (
     valid_at,
 )
 
-__all__ = ["aggregate_sessions", "keys_to_values", "search"]
+__all__ = ["aggregate_sessions", "anchored_window", "keys_to_values", "search"]
 
 
 @dataclass(frozen=True)
@@ -133,9 +135,34 @@ def search(
         found = store.get_refs(scope.user_id, [v for v in values if v not in keys])
         return {r.id: r for r in found if valid_at(r, as_of)}
 
-    top = best_rescored(fused, keys, refs_of, _rescorer(query, config, now), limit)
+    # the newest candidate key anchors a question's dates when no memory is as recent as they
+    latest = max((r.timestamp for r in keys.values()), default=None)
+    rescorer = _rescorer(query, config, now, latest if config.time_fallback else None)
+    wanted = addressed_role(words(query)) if config.role_weight and not facts else None
+    top = best_rescored(
+        fused, keys, refs_of, rescorer, max(limit, config.role_depth) if wanted else limit
+    )
     records = {r.id: r for r in store.get_many(scope.user_id, [ref.id for _, ref in top])}
+    if wanted:  # a key reference carries no role: the factor reads the records of the top
+        top = [
+            (score * role_factor(records[ref.id].role, wanted, weight=config.role_weight), ref)
+            for score, ref in top
+            if ref.id in records
+        ]
+        top.sort(key=lambda item: (-item[0], item[1].id))
+        top = top[:limit]
     return [_hit(records[ref.id], score, rankings) for score, ref in top if ref.id in records]
+
+
+def anchored_window(query: str, now: datetime, latest: datetime | None) -> TimeWindow | None:
+    """The period ``query`` names, resolved against ``now``; if every memory is older than its
+    start (a question asked long after the conversations it is about, without a question date:
+    an imported chat log asked today about "last Saturday"), resolved against the ``latest``
+    memory instead, so relative expressions keep their meaning in the memory's own timeline."""
+    window = resolve_time_window(query, now)
+    if window is not None and latest is not None and latest < window.start:
+        return resolve_time_window(query, latest)
+    return window
 
 
 _CHUNK = 64  # fused values whose refs are read at a time, best first
@@ -171,12 +198,13 @@ def best_rescored(
 
 
 def _rescorer(
-    query: str, config: SearchConfig, now: datetime
+    query: str, config: SearchConfig, now: datetime, latest: datetime | None = None
 ) -> tuple[Callable[[KeyRef], float], float]:
     """The product of the recency, speaker, question and time factors for a record, and the
-    largest value it can take (the product of each factor's maximum, in the same order)."""
+    largest value it can take (the product of each factor's maximum, in the same order). The
+    role factor comes after, on the records of the top (a key reference carries no role)."""
     query_words = words(query)
-    window = resolve_time_window(query, now) if config.time_weight else None
+    window = anchored_window(query, now, latest) if config.time_weight else None
     ceiling = (
         (1.0 + config.recency_weight if config.recency_weight else 1.0)
         * (1.0 + config.speaker_weight if config.speaker_weight else 1.0)

@@ -9,7 +9,7 @@ import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
@@ -20,6 +20,8 @@ from engram.write.messages import Message
 
 __all__ = [
     "DEFAULT_SESSION",
+    "SENTENCES",
+    "SentencePolicy",
     "build_rounds",
     "build_sentences",
     "build_turns",
@@ -27,6 +29,7 @@ __all__ = [
     "record_id",
     "rekey",
     "span_vectors",
+    "speakers_in_text",
     "split_sentences",
     "turn_key",
     "turn_keys",
@@ -75,6 +78,38 @@ def turn_keys(messages: Sequence[Message]) -> list[str]:
     return keys
 
 
+# "Caroline: I went to a support group": a speaker's name (one to three capitalised words) and a
+# colon at the start of a message, as chat transcripts write it.
+_SPEAKER_PREFIX = re.compile(r"([A-Z][\w'.-]*(?: [A-Z][\w'.-]*){0,2}):[ \t]+(?=\S)")
+# Labels that open a message the same way but name no one.
+_NOT_SPEAKERS = frozenset(
+    ["note", "notes", "update", "edit", "re", "fw", "fwd", "warning", "error", "question",
+     "answer", "summary", "tldr", "ps", "tip", "reminder", "todo", "example", "important", "step",
+     "subject", "date", "time", "source", "info", "hint", "caution"]
+)  # fmt: skip
+
+
+def _prefix(content: str) -> re.Match[str] | None:
+    match = _SPEAKER_PREFIX.match(content)
+    if match is None or len(match.group(1)) < 2:
+        return None
+    return None if match.group(1).lower().rstrip(".") in _NOT_SPEAKERS else match
+
+
+def speakers_in_text(messages: Sequence[Message]) -> list[re.Match[str] | None]:
+    """For each message, the ``"Name: "`` prefix that names its speaker, or None. A prefix
+    counts only as the convention of a whole transcript: when the messages without a ``name``
+    are at least two and every one of them starts with a name and a colon (not a label such as
+    "Note:" or "Update:"). A lone message that merely opens with a colon ("Reminder: ...",
+    "Paris: what to see") is left alone, and so is every message of a call where one does not."""
+    nameless = [m for m in messages if m.name is None]
+    matches = [_prefix(m.content) for m in nameless]
+    if len(nameless) < 2 or any(match is None for match in matches):
+        return [None] * len(messages)
+    found = iter(matches)
+    return [None if m.name is not None else next(found) for m in messages]
+
+
 def build_turns(
     messages: Sequence[tuple[Message, str]],
     *,
@@ -85,24 +120,27 @@ def build_turns(
     default_time: datetime,
     now: datetime,
 ) -> list[MemoryRecord]:
-    """Turn records for (message, key) pairs, numbered from ``first_seq``."""
+    """Turn records for (message, key) pairs, numbered from ``first_seq``. In a transcript whose
+    messages name their speaker in the text (:func:`speakers_in_text`), the name becomes the
+    turn's ``name`` and the text is what follows it, so the key text is the message as sent."""
+    prefixes = speakers_in_text([m for m, _ in messages])
     return [
         MemoryRecord(
             id=record_id(user_id, session_id, RecordKind.TURN, key),
             kind=RecordKind.TURN,
-            text=m.content,
+            text=m.content if p is None else m.content[p.end() :],
             user_id=user_id,
             session_id=session_id,
             agent_id=agent_id,
             role=m.role,
-            name=m.name,
+            name=m.name if p is None else p.group(1),
             seq=first_seq + i,
             timestamp=m.timestamp or default_time,
             created_at=now,
             message_ids=(m.id,) if m.id is not None else (),
             metadata=m.metadata,
         )
-        for i, (m, key) in enumerate(messages)
+        for i, ((m, key), p) in enumerate(zip(messages, prefixes, strict=True))
     ]
 
 
@@ -178,13 +216,38 @@ def split_sentences(text: str, *, most: int = MAX_SENTENCE_KEYS) -> list[str]:
     return [" ".join(parts[i : i + size]) for i in range(0, len(parts), size)]
 
 
-def build_sentences(turns: Sequence[MemoryRecord], now: datetime) -> list[MemoryRecord]:
+def _sentences_of(turn: MemoryRecord, policy: SentencePolicy) -> list[str]:
+    long = turn.role == "assistant" and len(turn.text.split()) > policy.long_words
+    return split_sentences(turn.text)[: policy.long_keys] if long else split_sentences(turn.text)
+
+
+@dataclass(frozen=True)
+class SentencePolicy:
+    """Which sentences of a turn become keys: an assistant turn of more than ``long_words``
+    words keeps only its first ``long_keys`` sentence keys (0: none). Long assistant answers
+    (LongMemEval's average ~340 words) are most of the text a memory embeds, and the questions
+    about them are served by the turn's own key and BM25 over its full text."""
+
+    long_words: int = 10**9
+    long_keys: int = MAX_SENTENCE_KEYS
+
+
+# The policy Memory.add uses: an assistant turn of more than 150 words keeps its first 4 sentence
+# keys. On LongMemEval-shaped sessions that embeds ~45% fewer words at the same recall
+# (docs/benchmarks.md); LoCoMo's turns are shorter and keep every sentence.
+SENTENCES = SentencePolicy(long_words=150, long_keys=4)
+
+
+def build_sentences(
+    turns: Sequence[MemoryRecord], now: datetime, policy: SentencePolicy | None = None
+) -> list[MemoryRecord]:
     """A sentence key for every sentence of a turn that has at least two: a long turn's
     embedding blurs what each of its sentences says ("I had a quiet weekend after we went
     camping. The kids loved the lake."). A turn of one sentence is its own key already."""
     keys: list[MemoryRecord] = []
+    rule = policy or SENTENCES
     for turn in turns:
-        sentences = split_sentences(turn.text)
+        sentences = _sentences_of(turn, rule)
         if len(sentences) < 2:
             continue
         session = turn.session_id or ""
