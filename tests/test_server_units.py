@@ -174,3 +174,16 @@ def test_the_llm_table_of_the_config_file_is_not_a_server_setting(tmp_path: Path
     assert loaded.worker_interval == 0.5 and loaded.config_path == str(config)
     assert loaded.model_copy(update={"db": "x.db"}).config_path == str(config)
     assert ServerSettings.load().config_path is None
+
+
+def test_the_wire_search_config_has_every_field_of_search_config() -> None:
+    """A field added to SearchConfig must be added to its REST model too (else a Client
+    sending it gets 'Extra inputs are not permitted')."""
+    from dataclasses import fields
+
+    from engram import HYBRID, SearchConfig
+    from engram.server.schemas import SearchConfigIn
+
+    wanted = {f.name for f in fields(SearchConfig)} - {"extra"}
+    assert set(SearchConfigIn.model_fields) == wanted
+    assert SearchConfigIn.of(HYBRID).to_config() == HYBRID

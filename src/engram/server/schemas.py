@@ -119,6 +119,9 @@ class SearchConfigIn(_In):
     mask_speakers: bool = _DEFAULT.mask_speakers
     time_weight: Boost = _DEFAULT.time_weight
     time_tolerance_days: float = _DEFAULT.time_tolerance_days
+    time_fallback: bool = _DEFAULT.time_fallback
+    role_weight: Boost = _DEFAULT.role_weight
+    role_depth: int = Field(_DEFAULT.role_depth, ge=1, le=10_000)
     session_aggregation: Literal["max", "sum"] = _DEFAULT.session_aggregation
     session_top: int = Field(_DEFAULT.session_top, ge=1, le=1000)
 
