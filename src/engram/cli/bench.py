@@ -164,16 +164,7 @@ def locomo_command(
     Re-running with the same settings resumes. With --qa: answers judged with LoCoMo's J prompt
     instead (docs/llm.md).
     """
-    qa_args = dict(
-        qa=qa,
-        reader=reader,
-        reader_model=reader_model,
-        judge=judge,
-        judge_model=judge_model,
-        extract_facts=extract_facts,
-        budget=budget,
-    )
-    if _qa(app, "locomo", data, out, limit, qa_args):
+    if _qa(app, "locomo", data, out, limit, click.get_current_context().params):
         return
     _run(
         app, "locomo", data, out, presets=presets, limit=limit, workers=workers,
@@ -209,16 +200,7 @@ def longmemeval_command(
     resumes. With --pool: one memory for all the file's sessions, every question searched
     against all of them. With --qa: answers judged with LongMemEval's per-type prompts instead.
     """
-    qa_args = dict(
-        qa=qa,
-        reader=reader,
-        reader_model=reader_model,
-        judge=judge,
-        judge_model=judge_model,
-        extract_facts=extract_facts,
-        budget=budget,
-    )
-    if _qa(app, "longmemeval", data, out, limit, qa_args):
+    if _qa(app, "longmemeval", data, out, limit, click.get_current_context().params):
         return
     _run(
         app, "longmemeval", data, out, presets=presets, limit=limit, workers=workers,
@@ -227,10 +209,15 @@ def longmemeval_command(
     )  # fmt: skip
 
 
+_QA_PARAMS = ("qa", "reader", "reader_model", "judge", "judge_model", "extract_facts", "budget")
+
+
 def _qa(
-    app: App, benchmark: str, data: str, out: str, limit: int | None, qa: dict[str, Any]
+    app: App, benchmark: str, data: str, out: str, limit: int | None, params: dict[str, Any]
 ) -> bool:
-    """Run the --qa mode if asked (True); its options without --qa are an error."""
+    """Run the --qa mode if asked (True); its options without --qa are an error. ``params``:
+    the command's parameters, of which the --qa options are read."""
+    qa = {name: params[name] for name in _QA_PARAMS}
     if not qa.pop("qa"):
         given = [name for name, value in qa.items() if value not in (None, False, 3000)]
         if given:

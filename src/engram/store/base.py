@@ -103,6 +103,13 @@ class FactChange:
     purpose: str = "extract"
     job_id: int | None = None
 
+    def split_notes(self) -> tuple[tuple[Note, ...], tuple[Note, ...]]:
+        """(the notes that give their reason to an event the insert or the rewrite wrote
+        itself: ADD, UPDATE; the notes that are events of their own: MERGE, NOOP,
+        SUPERSEDE)."""
+        written = tuple(n for n in self.notes if n.event in ("ADD", "UPDATE"))
+        return written, tuple(n for n in self.notes if n.event not in ("ADD", "UPDATE"))
+
 
 def prefix_end(prefix: str) -> str | None:
     """The least string above every string that starts with ``prefix`` (in code point order,

@@ -166,14 +166,13 @@ def apply_change(conn: Connection[Any], change: FactChange, vectors: Vectors) ->
 def _notes(conn: Connection[Any], change: FactChange) -> None:
     """The reasons of the ADD and UPDATE events the insert and the rewrite wrote; the other
     decisions as events of their own."""
-    for note in change.notes:
-        if note.event in ("ADD", "UPDATE"):
-            conn.execute(
-                "UPDATE history SET reason = %s WHERE hid = (SELECT MAX(hid) FROM history "
-                "WHERE record_id = %s AND user_id = %s AND event = %s)",
-                (note.reason, note.record_id, change.user_id, note.event),
-            )
-    others = [n for n in change.notes if n.event not in ("ADD", "UPDATE")]
+    written, others = change.split_notes()
+    for note in written:
+        conn.execute(
+            "UPDATE history SET reason = %s WHERE hid = (SELECT MAX(hid) FROM history "
+            "WHERE record_id = %s AND user_id = %s AND event = %s)",
+            (note.reason, note.record_id, change.user_id, note.event),
+        )
     records = {n.record_id: get_record(conn, change.user_id, n.record_id) for n in others}
     write_history(
         conn,

@@ -144,14 +144,13 @@ def apply_change(
 def _notes(conn: sqlite3.Connection, change: FactChange) -> None:
     """The reasons of the ADD and UPDATE events that the insert and the rewrite wrote; the
     other decisions (MERGE, NOOP, SUPERSEDE) as events of their own."""
-    for note in change.notes:
-        if note.event in ("ADD", "UPDATE"):
-            conn.execute(
-                "UPDATE history SET reason = ? WHERE id = (SELECT MAX(id) FROM history "
-                "WHERE record_id = ? AND user_id = ? AND event = ?)",
-                (note.reason, note.record_id, change.user_id, note.event),
-            )
-    others = [n for n in change.notes if n.event not in ("ADD", "UPDATE")]
+    written, others = change.split_notes()
+    for note in written:
+        conn.execute(
+            "UPDATE history SET reason = ? WHERE id = (SELECT MAX(id) FROM history "
+            "WHERE record_id = ? AND user_id = ? AND event = ?)",
+            (note.reason, note.record_id, change.user_id, note.event),
+        )
     records: Mapping[str, MemoryRecord] = {
         n.record_id: get_record(conn, change.user_id, n.record_id) for n in others
     }
