@@ -136,8 +136,10 @@ def search(
         return {r.id: r for r in found if valid_at(r, as_of)}
 
     # the newest candidate key anchors a question's dates when no memory is as recent as they
-    latest = max((r.timestamp for r in keys.values()), default=None)
-    rescorer = _rescorer(query, config, now, latest if config.time_fallback else None)
+    latest = (
+        max((r.timestamp for r in keys.values()), default=None) if config.time_fallback else None
+    )
+    rescorer = _rescorer(query, config, now, latest)
     wanted = addressed_role(words(query)) if config.role_weight and not facts else None
     top = best_rescored(
         fused, keys, refs_of, rescorer, max(limit, config.role_depth) if wanted else limit
