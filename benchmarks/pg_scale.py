@@ -1,15 +1,23 @@
-"""SQLite against PostgreSQL as one user's memory grows: ingest turns/s, hybrid search p50/p95,
-bytes per 1k turns, and PostgreSQL's HNSW recall@10 against exact search, in one run.
+"""SQLite against PostgreSQL as a memory grows: ingest turns/s, hybrid search p50/p95, bytes
+per 1k turns, and PostgreSQL's HNSW recall against exact search, from one run.
 
-The turns are the LoCoMo dev conversations cycled (real vocabulary; each pass moved on in
-time), added in sessions of 20 through the public API. Their vectors come from the
-deterministic hash embedder (384 dimensions), so building 100k turns costs no model time; each
-search embeds its query with the bundled model as well (the cost is in the latency; the
-ranking uses the hash vector, which matches the stored ones). HNSW recall: 200 stored vectors'
-neighbours through the index (``exact_below=0``) against an exact scan of the same database.
+One build per backend grows through ``--sizes`` (10k, then 100k, ...), measured at each size:
+ingest turns/s of the turns added since the size before, search latency, database size. The
+turns are the LoCoMo dev conversations cycled (real vocabulary; each pass moved on in time),
+added in sessions of 20 through the public API, session ``k`` to user ``k mod --users`` (one
+user, or spread over 1,000). Their vectors come from the deterministic hash embedder (384
+dimensions), so building 1M turns costs no model time; each search embeds its query with the
+bundled model as well (the cost is in the latency; the ranking uses the hash vector, which
+matches the stored ones). Searches: ``--queries`` LoCoMo questions, each for a user drawn at
+random, timed after as many other questions for the same users (warm caches; no query's
+vector is cached). HNSW recall (a user who has an index:
+at least ``exact_below`` vectors): ``--probes`` stored vectors' 10 (and 100) nearest through
+the index against an exact scan of the same database.
 
-    python benchmarks/pg_scale.py --data ../shared/data/locomo/locomo_dev5.json \\
-        --sizes 10000,100000 --out benchmarks/results/pg-scale.json
+    python benchmarks/pg_scale.py --data ../shared/data/locomo/locomo_dev5.json \
+        --sizes 10000,100000,210000 --users 1 --out benchmarks/results/pg-scale-1user.json
+    python benchmarks/pg_scale.py --data ../shared/data/locomo/locomo_dev5.json \
+        --sizes 10000,100000,1000000 --users 1000 --out benchmarks/results/pg-scale-1000users.json
 """
 
 from __future__ import annotations
@@ -54,11 +62,14 @@ class QueryCost(HashEmbedder):
         return super().embed_batch(texts)
 
 
-def sessions(path: str, turns: int) -> Iterator[tuple[str, Any, list[dict[str, str]]]]:
+def sessions(
+    path: str, turns: int, begin: int = 0
+) -> Iterator[tuple[str, Any, list[dict[str, str]]]]:
+    """The sessions of turns ``begin`` to ``turns`` (``begin`` a multiple of SESSION)."""
     units = to_work_units(load_locomo(path).samples)
     texts = [(t.role, t.text) for u in units for s in u.sessions for t in s.turns if t.text]
     start = units[0].sessions[0].date
-    for n in range(0, turns, SESSION):
+    for n in range(begin, turns, SESSION):
         batch = [texts[(n + i) % len(texts)] for i in range(min(SESSION, turns - n))]
         messages = [
             {"role": r, "content": f"{text} (#{n + i})"} for i, (r, text) in enumerate(batch)
@@ -71,82 +82,100 @@ def questions(path: str, count: int) -> list[str]:
     return random.Random(7).sample(qs, count)
 
 
-def measure(
-    store: Store, embedder: QueryCost, args: argparse.Namespace, size: int
-) -> dict[str, Any]:
-    mem = Memory(store=store, embedder=embedder)
+def grow(mem: Memory, args: argparse.Namespace, begin: int, size: int) -> float:
+    """Add turns ``begin`` to ``size``; their turns/s."""
     start = time.perf_counter()
-    for session_id, date, messages in sessions(args.data, size):
-        mem.add(messages, user_id="u", session_id=session_id, session_date=date)
-    ingest = time.perf_counter() - start
-    asked = questions(args.data, args.queries)
-    mem.search(asked[0], user_id="u")  # the first search loads the user's caches: untimed
+    for session_id, date, messages in sessions(args.data, size, begin):
+        user = f"u{int(session_id[1:]) % args.users}"
+        mem.add(messages, user_id=user, session_id=session_id, session_date=date)
+    return (size - begin) / (time.perf_counter() - start)
+
+
+def searches(mem: Memory, args: argparse.Namespace) -> list[float]:
+    """Latencies (ms) of ``--queries`` searches, after as many others for the same users
+    (untimed: the users' caches are warm, the queries' vectors are not)."""
+    rng = random.Random(11)
+    users = [f"u{rng.randrange(args.users)}" for _ in range(args.queries)]
+    asked = questions(args.data, 2 * args.queries)
     latencies = []
-    for q in asked:
-        begin = time.perf_counter()
-        mem.search(q, user_id="u", limit=10)
-        latencies.append(1000 * (time.perf_counter() - begin))
-    stats = mem.stats(user_id="u")
-    records = sum(stats.records.values())
-    ordered = sorted(latencies)
+    for timed, texts in ((False, asked[: args.queries]), (True, asked[args.queries :])):
+        for q, user in zip(texts, users, strict=True):
+            begin = time.perf_counter()
+            mem.search(q, user_id=user, limit=10)
+            if timed:
+                latencies.append(1000 * (time.perf_counter() - begin))
+    return latencies
+
+
+def measure(mem: Memory, args: argparse.Namespace, begin: int, size: int) -> dict[str, Any]:
+    rate = grow(mem, args, begin, size)
+    latencies = sorted(searches(mem, args))
+    stats = mem.stats()
     return {
-        "turns": size, "records": records, "ingest_s": round(ingest, 1),
-        "turns_per_s": round(size / ingest, 1),
+        "turns": size, "users": args.users, "records": sum(stats.records.values()),
+        "turns_per_s": round(rate, 1),
         "search_p50_ms": round(statistics.median(latencies), 1),
-        "search_p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))], 1),
+        "search_p95_ms": round(latencies[int(0.95 * (len(latencies) - 1))], 1),
         "bytes_per_1k_turns": None if stats.size_bytes is None
         else int(stats.size_bytes * 1000 / size),
     }  # fmt: skip
 
 
-def hnsw_recall(url: str, schema: str, probes: int) -> float:
-    """Recall@10 of the HNSW path against exact search, on stored vectors as queries."""
-    approx = PostgresStore(url, schema=schema, exact_below=0)
+def hnsw_recall(url: str, schema: str, probes: int) -> dict[str, float]:
+    """Recall@10 and @100 of the HNSW path (user u0) against exact search, with stored
+    vectors as queries."""
+    approx = PostgresStore(url, schema=schema)
     exact = PostgresStore(url, schema=schema, exact_below=10**9)
-    ids = [r.id for r in exact.list(RecordFilter("u", kinds=()), limit=1000, offset=0)]
+    ids = [r.id for r in exact.list(RecordFilter("u0", kinds=()), limit=1000, offset=0)]
     chosen = random.Random(3).sample(ids, min(probes, len(ids)))
-    where = RecordFilter("u")
-    found = []
-    for vector in exact.get_vectors("u", chosen):
-        truth = {i for i, _ in exact.vector_search(vector, where, 10)}
-        got = {i for i, _ in approx.vector_search(vector, where, 10)}
-        found.append(len(truth & got) / len(truth))
+    where = RecordFilter("u0")
+    found: dict[int, list[float]] = {10: [], 100: []}
+    for vector in exact.get_vectors("u0", chosen):
+        for k, hits in found.items():
+            truth = {i for i, _ in exact.vector_search(vector, where, k)}
+            got = {i for i, _ in approx.vector_search(vector, where, k)}
+            hits.append(len(truth & got) / len(truth))
     approx.close()
     exact.close()
-    return round(float(np.mean(found)), 4)
+    return {f"hnsw_recall_at_{k}": round(float(np.mean(v)), 4) for k, v in found.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--users", type=int, default=1)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--probes", type=int, default=200)
+    parser.add_argument("--shared-buffers", default="2GB", help="PostgreSQL's shared_buffers")
     parser.add_argument("--out")
     args = parser.parse_args()
     embedder = QueryCost(SentenceTransformerEmbedder())
-    server = start_server()
+    server = start_server({"shared_buffers": args.shared_buffers, "maintenance_work_mem": "1GB"})
     rows: list[dict[str, Any]] = []
     try:
-        for size in (int(s) for s in args.sizes.split(",")):
-            with tempfile.TemporaryDirectory() as tmp:
-                url = server.new_database()
-                backends: dict[str, Callable[[], Store]] = {
-                    "sqlite": lambda: SqliteStore(Path(tmp) / "s.db"),
-                    "postgres": lambda: PostgresStore(url, schema="scale"),  # noqa: B023
-                }
-                for name, make in backends.items():
-                    store = make()
-                    row = {"backend": name, **measure(store, embedder, args, size)}
-                    if isinstance(store, PostgresStore):
-                        row["hnsw_recall_at_10"] = hnsw_recall(store.url, "scale", args.probes)
-                    store.close()
+        with tempfile.TemporaryDirectory() as tmp:
+            url = server.new_database()
+            stores: dict[str, Callable[[], Store]] = {
+                "sqlite": lambda: SqliteStore(Path(tmp) / "s.db"),
+                "postgres": lambda: PostgresStore(url, schema="scale"),
+            }
+            mems = {name: Memory(store=make(), embedder=embedder) for name, make in stores.items()}
+            begin = 0
+            for size in (int(s) for s in args.sizes.split(",")):
+                for name, mem in mems.items():
+                    row = {"backend": name, **measure(mem, args, begin, size)}
+                    if name == "postgres" and row["records"] // args.users >= 20_000:
+                        row.update(hnsw_recall(url, "scale", args.probes))
                     rows.append(row)
                     print(json.dumps(row), flush=True)
+                    if args.out:  # after each row: a long run that is stopped keeps its rows
+                        Path(args.out).write_text(json.dumps({"rows": rows}, indent=2) + "\n")
+                begin = size
+            for mem in mems.values():
+                mem.close()
     finally:
         server.stop()
-    if args.out:
-        Path(args.out).write_text(json.dumps({"rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

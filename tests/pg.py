@@ -48,8 +48,9 @@ def database_of(url: str) -> str:
 class PgServer:
     """One PostgreSQL server for the test session."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: dict[str, str] | None = None) -> None:
         self.bin = binaries()
+        self.settings = dict(settings or {})
         self.root = Path(tempfile.mkdtemp(prefix="engram-pg-"))
         self.data, self.socket = self.root / "data", self.root / "sock"
         self.user = "nobody" if os.geteuid() == 0 else None
@@ -74,7 +75,7 @@ class PgServer:
         options = (
             f"-c listen_addresses='' -k {self.socket} -c fsync=off -c synchronous_commit=off "
             "-c full_page_writes=off -c max_connections=200"
-        )
+        ) + "".join(f" -c {key}={value}" for key, value in self.settings.items())
         log = self.data / "server.log"
         self._run("pg_ctl", "-w", "-t", "60", "-D", str(self.data), "-l", str(log), "-o", options,
                   "start")  # fmt: skip
@@ -110,9 +111,10 @@ class PgServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_server() -> PgServer:
-    """A started server; on failure, an error that says why (the server's log included)."""
-    server = PgServer()
+def start_server(settings: dict[str, str] | None = None) -> PgServer:
+    """A started server (``settings``: more server settings, e.g. ``shared_buffers``); on
+    failure, an error that says why (the server's log included)."""
+    server = PgServer(settings)
     try:
         server.start()
     except (OSError, ImportError, subprocess.SubprocessError) as exc:

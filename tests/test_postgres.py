@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 
 from engram import HashEmbedder, Memory, RecordFilter, RecordKind, SqliteStore, StoreError
 from engram.store.lexical import bm25_reference
-from engram.store.postgres import PostgresStore
+from engram.store.postgres import PostgresStore, hnsw
 from engram.store.postgres.schema import MIGRATIONS, RLS_TABLES
 from pg import APP_ROLE, PgServer, database_of
 from test_concurrency import check_keys_match_turns, check_session
@@ -72,7 +73,7 @@ WORKER = textwrap.dedent(
     """
     import json, sys, time
     from engram import HashEmbedder, Memory
-    from engram.store.postgres import PostgresStore
+    from engram.store.postgres import PostgresStore, hnsw
     url, worker, rounds, start = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
     time.sleep(max(0.0, start - time.time()))  # every worker opens at the same moment
     errors = []
@@ -258,6 +259,31 @@ def test_bm25_rankings_match_sqlite_and_the_reference(pg_url: str) -> None:
     lite.close()
 
 
+def hnsw_indexes(url: str) -> dict[str, str]:
+    """The store's HNSW indexes: name -> definition."""
+    rows = app_rows(
+        url,
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'engram' "
+        "AND indexdef LIKE '%USING hnsw%'",
+    )
+    return dict(rows)
+
+
+def index_scans(url: str, name: str, at_least: int) -> int:
+    """The scans of index ``name`` counted so far, once they reach ``at_least`` (statistics
+    reach the views within a second or so of the transaction that made them), or after 10 s."""
+    for _ in range(50):
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = %s", (name,)
+            ).fetchone()
+        scans = 0 if row is None else int(row[0])
+        if scans >= at_least:
+            break
+        time.sleep(0.2)
+    return scans
+
+
 def test_hnsw_search_finds_what_exact_search_finds(pg_url: str) -> None:
     rng = np.random.default_rng(5)
     dim, n = 32, 3000
@@ -269,6 +295,7 @@ def test_hnsw_search_finds_what_exact_search_finds(pg_url: str) -> None:
     approximate = PostgresStore(pg_url, exact_below=0)
     approximate.bind_embedder("test", dim)
     approximate.add(records, vectors)
+    assert set(hnsw_indexes(pg_url)) == {hnsw.index_name("u1"), hnsw.index_name("u2")}
     exact = PostgresStore(pg_url, exact_below=10**9)
     found = total = 0
     for q in rng.standard_normal((20, dim)).astype(np.float32):
@@ -282,8 +309,28 @@ def test_hnsw_search_finds_what_exact_search_finds(pg_url: str) -> None:
             found += len({i for i, _ in want} & {i for i, _ in got})
             total += 10
     assert found / total >= 0.9
+    assert index_scans(pg_url, hnsw.index_name("u2"), 20) >= 20  # the searches used the index
     approximate.close()
     exact.close()
+
+
+def test_a_user_gets_an_hnsw_index_at_the_threshold_and_loses_it_when_forgotten(
+    pg_url: str,
+) -> None:
+    s = PostgresStore(pg_url, exact_below=5)
+    s.bind_embedder("test", 8)
+    s.add([rec(f"a{i}", "one", seq=i) for i in range(4)], vec(*range(4)))
+    s.add([rec("z", "other", user="u2")], vec(7))
+    assert hnsw_indexes(pg_url) == {}  # 4 vectors, and 1: below the threshold, searched exactly
+    s.add([rec("a4", "five", seq=4)], vec(4))
+    [(name, definition)] = hnsw_indexes(pg_url).items()
+    assert name == hnsw.index_name("u1") and "WHERE (user_id = 'u1'" in definition
+    assert s.vector_search(vec(4)[0], RecordFilter("u1"), 1) == [("a4", pytest.approx(1.0))]
+    assert index_scans(pg_url, name, 1) >= 1
+    assert s.vector_search(vec(7)[0], RecordFilter("u2"), 1) == [("z", 1.0)]
+    s.forget("u1")
+    assert hnsw_indexes(pg_url) == {}
+    s.close()
 
 
 def test_a_store_without_a_vector_index_searches_exactly(pg_url: str) -> None:
@@ -291,7 +338,7 @@ def test_a_store_without_a_vector_index_searches_exactly(pg_url: str) -> None:
     s.bind_embedder("test", 8)
     s.add([rec("a", "one"), rec("b", "two", seq=1)], vec(0, 1))
     assert s.vector_search(vec(1)[0], RecordFilter("u1"), 1) == [("b", 1.0)]
-    assert app_rows(pg_url, "SELECT to_regclass('engram.records_hnsw')") == [(None,)]
+    assert hnsw_indexes(pg_url) == {}
     s.close()
 
 

@@ -49,7 +49,7 @@ def index_docs(
                 for rid, r, d in docs for term, tf in d.terms.items()]  # fmt: skip
     conn.execute(
         "INSERT INTO lex_postings (user_id, term, rid, tf, len, kind) "
-        "SELECT %s, * FROM unnest(%s::text[], %s::bigint[], %s::int[], %s::int[], %s::smallint[])",
+        "SELECT %s, * FROM unnest(%b::text[], %b::bigint[], %b::int[], %b::int[], %b::smallint[])",
         [user_id, *(list(column) for column in zip(*postings, strict=True))]
         if postings
         else [user_id, [], [], [], [], []],

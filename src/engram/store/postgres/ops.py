@@ -90,10 +90,10 @@ SELECT id, user_id, agent_id, session_id, kind, role, name, seq, text, ts, creat
        ARRAY(SELECT jsonb_array_elements_text(message_ids::jsonb)), metadata, expired_at,
        superseded_by, embedding, lex_len, CASE WHEN lex_len IS NULL THEN NULL
                 ELSE ARRAY(SELECT jsonb_array_elements_text(lex_terms::jsonb)) END
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-            %s::bigint[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[],
-            %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::timestamptz[],
-            %s::text[], %s::vector[], %s::int[], %s::text[]) WITH ORDINALITY
+FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
+            %b::bigint[], %b::text[], %b::timestamptz[], %b::timestamptz[], %b::timestamptz[],
+            %b::timestamptz[], %b::text[], %b::text[], %b::text[], %b::timestamptz[],
+            %b::text[], %b::vector[], %b::int[], %b::text[]) WITH ORDINALITY
      AS u (id, user_id, agent_id, session_id, kind, role, name, seq, text, ts, created_at,
            valid_from, valid_to, provenance, message_ids, metadata, expired_at, superseded_by,
            embedding, lex_len, lex_terms, ord)

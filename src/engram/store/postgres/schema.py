@@ -20,10 +20,9 @@ it can count rows of every user, never change them. Superusers and roles with BY
 subject to any policy: connect as a plain role (docs/postgres.md).
 
 Vectors: ``records.embedding`` is an untyped ``vector`` column (the dimension is known only when
-the embedder is bound). :func:`create_vector_index` then makes an HNSW index on the expression
-``embedding::halfvec(dim)`` (inner product; the vectors are unit vectors, so it ranks as
-cosine), half the size of a ``vector(dim)`` index; the searches that use it re-score their
-candidates with the stored full-precision vectors.
+the embedder is bound). The HNSW indexes are partial, one per large user, made at run time
+(:mod:`~engram.store.postgres.hnsw`); migration 3 drops the one index over every user's vectors
+that migration 1's stores made when their embedder was bound.
 """
 
 from __future__ import annotations
@@ -41,7 +40,6 @@ __all__ = [
     "RLS_TABLES",
     "Migration",
     "check_schema_name",
-    "create_vector_index",
     "lock_schema",
     "migrate",
     "schema_version",
@@ -171,7 +169,10 @@ def _v2(conn: Connection[Any]) -> None:
 
 Migration = str | Callable[[Connection[Any]], None]
 
-MIGRATIONS: tuple[Migration, ...] = (_v1, _v2)
+# Migration 3: the HNSW index over every user's vectors goes (one per large user replaces it)
+_V3 = "DROP INDEX IF EXISTS records_hnsw"
+
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _V3)
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -242,19 +243,3 @@ def migrate(conn: Connection[Any], schema: str) -> int:
                 conn.execute(step)
             conn.execute(f"INSERT INTO {schema}.schema_migrations (version) VALUES (%s)", (number,))
     return len(MIGRATIONS)
-
-
-HALFVEC_MAX_DIM = 4000  # the most dimensions an HNSW index on halfvec takes
-
-
-def create_vector_index(conn: Connection[Any], dim: int, *, m: int = 16) -> bool:
-    """Make the HNSW index for ``dim``-dimensional vectors (in the caller's transaction, which
-    holds :func:`lock_schema`); False if vectors that wide cannot be indexed (search is then
-    exact)."""
-    if dim > HALFVEC_MAX_DIM:
-        return False
-    conn.execute(
-        f"CREATE INDEX IF NOT EXISTS records_hnsw ON records USING hnsw "
-        f"((embedding::halfvec({int(dim)})) halfvec_ip_ops) WITH (m = {int(m)})"
-    )
-    return True

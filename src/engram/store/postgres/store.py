@@ -18,7 +18,7 @@ from engram.embed.base import Vectors
 from engram.errors import ConfigurationError, ConflictError, NotFoundError, ScopeError, StoreError
 from engram.store.base import FactChange, Job, ScoredId, SessionTail, Sources
 from engram.store.lexical import query_stems
-from engram.store.postgres import facts, lexical, ops, vectors
+from engram.store.postgres import facts, hnsw, lexical, ops, vectors
 from engram.store.postgres.connect import (
     connect_once,
     describe,
@@ -40,7 +40,6 @@ from engram.store.postgres.readers import (
 from engram.store.postgres.schema import (
     MIGRATIONS,
     check_schema_name,
-    create_vector_index,
     lock_schema,
     migrate,
     schema_version,
@@ -73,9 +72,10 @@ class PostgresStore:
     connections this store opens (each call holds one for its transaction). ``timeout``:
     seconds to wait for a connection, and for a lock held by another writer
     (:class:`~engram.StoreLockedError` after that). ``exact_below``: users with fewer vectors
-    than this are searched exactly (:mod:`~engram.store.postgres.vectors`); ``vector_index=False``
-    makes no HNSW index when the embedder is first bound (every search is then exact, and
-    ingest about twice as fast: maintaining the index is half its cost).
+    than this are searched exactly (:mod:`~engram.store.postgres.vectors`); a user who has that
+    many gets an HNSW index of their own (:mod:`~engram.store.postgres.hnsw`), searched with
+    ``hnsw.ef_search`` of at least ``ef_search``. ``vector_index=False`` makes no HNSW index
+    (every search is exact; a large user's writes are faster, the searches slower).
 
     Thread-safe and process-safe: any number of stores, in any processes, may share one
     database. Writes that append to or change a session take that session's advisory lock, so
@@ -91,6 +91,7 @@ class PostgresStore:
         timeout: float = 30.0,
         read_only: bool | None = None,
         exact_below: int = 20_000,
+        ef_search: int = 100,
         vector_index: bool = True,
     ) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
@@ -100,6 +101,7 @@ class PostgresStore:
         self.schema = check_schema_name(schema)
         self.read_only = bool(read_only)
         self.exact_below = exact_below
+        self.ef_search = ef_search
         self.vector_index = vector_index
         self._timeout = float(timeout)
         self._lock = threading.Lock()
@@ -130,8 +132,8 @@ class PostgresStore:
 
     def _read_dim(self, conn: Connection[Any]) -> tuple[int | None, bool]:
         row = conn.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()
-        index = conn.execute("SELECT to_regclass('records_hnsw')").fetchone()
-        return (None if row is None else int(row[0])), bool(index and index[0])
+        dim = None if row is None else int(row[0])
+        return dim, self.vector_index and dim is not None and dim <= hnsw.HALFVEC_MAX_DIM
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -189,17 +191,31 @@ class PostgresStore:
             with self._transaction(None, all_users=True) as conn:
                 lock_schema(conn, self.schema)
                 if not check_embedder(conn, self.where, name, dim):  # again, under the lock
-                    if self.vector_index:
-                        create_vector_index(conn, dim)
                     for key, value in (("embedder", name), ("dim", str(dim))):
                         conn.execute(
                             "INSERT INTO meta VALUES (%s, %s) "
                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                             (key, value),
                         )
-        with self._reading(None) as conn:
-            _, self._indexed = self._read_dim(conn)
         self._dim = dim
+        self._indexed = self.vector_index and dim <= hnsw.HALFVEC_MAX_DIM
+
+    def _index_users(self, users: set[str]) -> None:
+        """Build the HNSW index of each of ``users`` who has reached ``exact_below`` vectors and
+        has no valid one (after the write committed: :mod:`~engram.store.postgres.hnsw`)."""
+        if not self._indexed or self._dim is None:
+            return
+        for user_id in sorted(users):
+            with self._reading(user_id) as conn:
+                count = conn.execute(
+                    "SELECT vectors FROM user_stats WHERE user_id = %s", (user_id,)
+                ).fetchone()
+                if count is None or int(count[0]) < max(1, self.exact_below):
+                    continue
+                if hnsw.is_valid(conn, self.schema, user_id):
+                    continue
+            with translate_errors(self.where, timeout=self._timeout), self._pool.connection() as c:
+                hnsw.ensure(c, self.schema, user_id, self._dim)
 
     def add(
         self,
@@ -223,6 +239,7 @@ class PostgresStore:
             if expect is not None and len(inserted) != len({r.id for r in records}):
                 raise ConflictError("records of this add were stored meanwhile")
             facts.enqueue(conn, jobs)
+        self._index_users({record.user_id for record, _ in inserted})
         return [record for record, _ in inserted]
 
     def update(
@@ -269,10 +286,13 @@ class PostgresStore:
     def forget(self, user_id: str, *, session_id: str | None = None) -> int:
         with self._writing(user_id) as conn:
             facts.forget_jobs(conn, user_id, session_id)
-            if session_id is None:
-                return ops.forget_user(conn, user_id)
-            ops.lock_sessions(conn, [(user_id, session_id)])
-            return len(ops.forget_session(conn, user_id, session_id))
+            if session_id is not None:
+                ops.lock_sessions(conn, [(user_id, session_id)])
+                return len(ops.forget_session(conn, user_id, session_id))
+            count = ops.forget_user(conn, user_id)
+        with translate_errors(self.where, timeout=self._timeout), self._pool.connection() as c:
+            hnsw.drop(c, self.schema, user_id)
+        return count
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -345,8 +365,8 @@ class PostgresStore:
     ) -> builtins.list[ScoredId]:
         with self._reading(where.user_id) as conn:
             return vectors.search(
-                conn, vector, where, limit, dim=self._dim, indexed=self._indexed,
-                exact_below=self.exact_below,
+                conn, vector, where, limit, dim=self._dim, schema=self.schema,
+                indexed=self._indexed, exact_below=self.exact_below, ef_search=self.ef_search,
             )  # fmt: skip
 
     def stats(self, user_id: str | None = None) -> StoreStats:
@@ -364,7 +384,9 @@ class PostgresStore:
         self._check(change.add, vectors_[:added])
         with self._writing(change.user_id) as conn:
             ops.lock_sessions(conn, [(change.user_id, r.session_id) for r in change.add])
-            return facts.apply_change(conn, change, vectors_)
+            written = facts.apply_change(conn, change, vectors_)
+        self._index_users({change.user_id} if change.add else set())
+        return written
 
     def claim_jobs(
         self, *, now: datetime, lease_seconds: float, limit: int, user_id: str | None = None

@@ -1,17 +1,20 @@
-"""Vector search in PostgreSQL: exact for small scopes, the HNSW index for large ones.
+"""Vector search in PostgreSQL: exact for small scopes, the user's HNSW index for large ones.
 
 Scores are inner products (the vectors are unit vectors: the cosine, as the SQLite store's
 ``matrix @ query``), computed by pgvector over the stored full-precision vectors.
 
 - **Exact** (a user with fewer than ``exact_below`` vectors, a session scope, vectors too wide
   for an index): ``ORDER BY embedding <#> q`` over the user's rows, found by the ``user_id``
-  indexes. It is what SQLite returns, and at a few thousand rows faster than the index (an
-  HNSW search with a user filter visits many other users' nodes first).
-- **HNSW**: ``ORDER BY embedding::halfvec(dim) <#> q::halfvec(dim)`` (the index's expression),
-  with ``hnsw.iterative_scan = relaxed_order`` so a filter by user and kind that rejects most
-  nodes still fills the limit (the scan goes on until ``hnsw.max_scan_tuples``), and
-  ``hnsw.ef_search`` of at least twice the rows asked. The candidates (twice the limit) are
-  re-scored with the full-precision vectors and the best ``limit`` returned, best first.
+  indexes. It is what SQLite returns, and at a few thousand rows faster than an index.
+- **HNSW** (a user with at least ``exact_below`` vectors whose index is valid:
+  :mod:`~engram.store.postgres.hnsw`): ``ORDER BY embedding::halfvec(dim) <#> q::halfvec(dim)``
+  (the index's expression) with the user id as a literal too (a partial index is chosen only
+  for a predicate the planner can see), ``hnsw.iterative_scan = relaxed_order`` so a filter by
+  kind that rejects many nodes still fills the limit (the scan goes on until
+  ``hnsw.max_scan_tuples``), ``hnsw.ef_search`` of ``ef_search`` or twice the rows asked,
+  whichever is more, and ``enable_sort = off`` (the plan must not depend on row estimates).
+  The candidates (twice the limit) are re-scored with the full-precision vectors and the best
+  ``limit`` returned, best first.
 """
 
 from __future__ import annotations
@@ -19,21 +22,27 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from psycopg import Connection
+from psycopg import Connection, sql
 
 from engram.embed.base import Vectors
 from engram.store.base import ScoredId
+from engram.store.postgres import hnsw
 from engram.store.postgres.rows import where_sql
 from engram.types import RecordFilter
 
-__all__ = ["search", "user_vectors"]
+__all__ = ["search"]
 
 MAX_EF_SEARCH = 1000  # pgvector's largest hnsw.ef_search
 
 
-def user_vectors(conn: Connection[Any], user_id: str) -> int:
-    row = conn.execute("SELECT vectors FROM user_stats WHERE user_id = %s", (user_id,)).fetchone()
-    return 0 if row is None else int(row[0])
+def _use_index(conn: Connection[Any], schema: str, user_id: str, exact_below: int) -> bool:
+    row = conn.execute(
+        "SELECT (SELECT vectors FROM user_stats WHERE user_id = %s), (SELECT i.indisvalid "
+        "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE c.relname = %s AND c.relnamespace = to_regnamespace(%s))",
+        (user_id, hnsw.index_name(user_id), schema),
+    ).fetchone()
+    return row is not None and int(row[0] or 0) >= exact_below and bool(row[1])
 
 
 def _exact(
@@ -49,19 +58,22 @@ def _exact(
 
 
 def _approximate(
-    conn: Connection[Any], query: Vectors, where: RecordFilter, limit: int, dim: int
+    conn: Connection[Any], query: Vectors, where: RecordFilter, limit: int, dim: int, ef: int
 ) -> list[ScoredId]:
     candidates = min(2 * limit, 10 * MAX_EF_SEARCH)
     conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-    ef = max(40, min(MAX_EF_SEARCH, 2 * candidates))
+    ef = max(1, min(MAX_EF_SEARCH, max(ef, 2 * candidates)))
     conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
+    # the index, never a sort: a user's row estimate may be stale (just over the threshold,
+    # not analyzed yet), and the plan must not depend on it
+    conn.execute("SELECT set_config('enable_sort', 'off', true)")
     clause, params = where_sql(where)
     half = f"halfvec({int(dim)})"
-    rows = conn.execute(
-        f"SELECT id, rid, -(embedding <#> %s) FROM records WHERE {clause} "
-        f"ORDER BY embedding::{half} <#> %s::vector::{half} LIMIT %s",
-        [query, *params, query, candidates],
-    ).fetchall()
+    statement = sql.SQL(
+        f"SELECT id, rid, -(embedding <#> %s) FROM records WHERE {clause} AND user_id = {{}} "
+        f"ORDER BY embedding::{half} <#> %s::vector::{half} LIMIT %s"
+    ).format(sql.Literal(where.user_id))
+    rows = conn.execute(statement, [query, *params, query, candidates]).fetchall()
     best = sorted(rows, key=lambda row: (-float(row[2]), int(row[1])))[:limit]
     return [(str(rid), float(score)) for rid, _, score in best]
 
@@ -73,8 +85,10 @@ def search(
     limit: int,
     *,
     dim: int | None,
+    schema: str,
     indexed: bool,
     exact_below: int,
+    ef_search: int,
 ) -> list[ScoredId]:
     """The ``limit`` best (record id, score) pairs in the filter's scope, best first."""
     if limit <= 0 or dim is None:
@@ -83,7 +97,7 @@ def search(
     if (
         not indexed
         or where.session_id is not None
-        or user_vectors(conn, where.user_id) < exact_below
+        or not _use_index(conn, schema, where.user_id, exact_below)
     ):
         return _exact(conn, vector, where, limit)
-    return _approximate(conn, vector, where, limit, dim)
+    return _approximate(conn, vector, where, limit, dim, ef_search)
