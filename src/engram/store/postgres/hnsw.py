@@ -27,7 +27,16 @@ from typing import Any
 
 from psycopg import Connection, errors, sql
 
-__all__ = ["EF_CONSTRUCTION", "HALFVEC_MAX_DIM", "M", "drop", "ensure", "index_name", "is_valid"]
+__all__ = [
+    "EF_CONSTRUCTION",
+    "HALFVEC_MAX_DIM",
+    "M",
+    "drop",
+    "ensure",
+    "index_name",
+    "is_valid",
+    "wanted",
+]
 
 HALFVEC_MAX_DIM = 4000  # the most dimensions an HNSW index on halfvec takes
 M, EF_CONSTRUCTION = 16, 64  # pgvector's defaults
@@ -49,6 +58,15 @@ def is_valid(conn: Connection[Any], schema: str, user_id: str) -> bool | None:
         (index_name(user_id), schema),
     ).fetchone()
     return None if row is None else bool(row[0])
+
+
+def wanted(conn: Connection[Any], schema: str, user_id: str, exact_below: int) -> bool:
+    """Whether the user has ``exact_below`` vectors (at least one) and no valid index (in a
+    transaction acting for the user: ``user_stats`` has row-level security)."""
+    row = conn.execute("SELECT vectors FROM user_stats WHERE user_id = %s", (user_id,)).fetchone()
+    if row is None or int(row[0]) < max(1, exact_below):
+        return False
+    return not is_valid(conn, schema, user_id)
 
 
 def _locked(conn: Connection[Any], schema: str, user_id: str, take: bool) -> bool:

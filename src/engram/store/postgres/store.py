@@ -4,6 +4,7 @@ processes, through a connection pool per process."""
 from __future__ import annotations
 
 import builtins
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -56,6 +57,8 @@ from engram.types import (
 )
 
 __all__ = ["PostgresStore"]
+
+log = logging.getLogger(__name__)
 
 # What a hard delete of a record takes with it (as SqliteStore): the index keys built from it
 # and the derived memories (facts, summaries) that cite it.
@@ -202,20 +205,22 @@ class PostgresStore:
 
     def _index_users(self, users: set[str]) -> None:
         """Build the HNSW index of each of ``users`` who has reached ``exact_below`` vectors and
-        has no valid one (after the write committed: :mod:`~engram.store.postgres.hnsw`)."""
+        has no valid one (after the write committed: :mod:`~engram.store.postgres.hnsw`). The
+        write is stored whatever happens here: a failure is logged, the next add tries again."""
         if not self._indexed or self._dim is None:
             return
-        for user_id in sorted(users):
-            with self._reading(user_id) as conn:
-                count = conn.execute(
-                    "SELECT vectors FROM user_stats WHERE user_id = %s", (user_id,)
-                ).fetchone()
-                if count is None or int(count[0]) < max(1, self.exact_below):
-                    continue
-                if hnsw.is_valid(conn, self.schema, user_id):
-                    continue
-            with translate_errors(self.where, timeout=self._timeout), self._pool.connection() as c:
-                hnsw.ensure(c, self.schema, user_id, self._dim)
+        try:
+            for user_id in sorted(users):
+                with self._reading(user_id) as conn:
+                    if not hnsw.wanted(conn, self.schema, user_id, self.exact_below):
+                        continue
+                with (
+                    translate_errors(self.where, timeout=self._timeout),
+                    self._pool.connection() as c,
+                ):
+                    hnsw.ensure(c, self.schema, user_id, self._dim)
+        except StoreError as exc:
+            log.warning("the HNSW index of a user was not checked or built: %s", exc)
 
     def add(
         self,
@@ -290,8 +295,11 @@ class PostgresStore:
                 ops.lock_sessions(conn, [(user_id, session_id)])
                 return len(ops.forget_session(conn, user_id, session_id))
             count = ops.forget_user(conn, user_id)
-        with translate_errors(self.where, timeout=self._timeout), self._pool.connection() as c:
-            hnsw.drop(c, self.schema, user_id)
+        try:  # the rows are gone (committed); an index left behind holds none of them
+            with translate_errors(self.where, timeout=self._timeout), self._pool.connection() as c:
+                hnsw.drop(c, self.schema, user_id)
+        except StoreError as exc:
+            log.warning("the HNSW index of a forgotten user was not dropped: %s", exc)
         return count
 
     # -- reads ----------------------------------------------------------------------------------
