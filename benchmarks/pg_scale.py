@@ -14,9 +14,9 @@ vector is cached). HNSW recall (a user who has an index:
 at least ``exact_below`` vectors): ``--probes`` stored vectors' 10 (and 100) nearest through
 the index against an exact scan of the same database.
 
-    python benchmarks/pg_scale.py --data ../shared/data/locomo/locomo_dev5.json \
+    python benchmarks/pg_scale.py --data ../shared/data/locomo/locomo_dev5.json \\
         --sizes 10000,100000,210000 --users 1 --out benchmarks/results/pg-scale-1user.json
-    python benchmarks/pg_scale.py --data ../shared/data/locomo/locomo_dev5.json \
+    python benchmarks/pg_scale.py --data ../shared/data/locomo/locomo_dev5.json \\
         --sizes 10000,100000,1000000 --users 1000 --out benchmarks/results/pg-scale-1000users.json
 """
 
@@ -29,7 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -156,16 +156,14 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             url = server.new_database()
-            stores: dict[str, Callable[[], Store]] = {
-                "sqlite": lambda: SqliteStore(Path(tmp) / "s.db"),
-                "postgres": lambda: PostgresStore(url, schema="scale"),
-            }
-            mems = {name: Memory(store=make(), embedder=embedder) for name, make in stores.items()}
+            pg = PostgresStore(url, schema="scale")
+            stores: dict[str, Store] = {"sqlite": SqliteStore(Path(tmp) / "s.db"), "postgres": pg}
+            mems = {name: Memory(store=store, embedder=embedder) for name, store in stores.items()}
             begin = 0
             for size in (int(s) for s in args.sizes.split(",")):
                 for name, mem in mems.items():
                     row = {"backend": name, **measure(mem, args, begin, size)}
-                    if name == "postgres" and row["records"] // args.users >= 20_000:
+                    if name == "postgres" and row["records"] // args.users >= pg.exact_below:
                         row.update(hnsw_recall(url, "scale", args.probes))
                     rows.append(row)
                     print(json.dumps(row), flush=True)

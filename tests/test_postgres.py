@@ -73,7 +73,7 @@ WORKER = textwrap.dedent(
     """
     import json, sys, time
     from engram import HashEmbedder, Memory
-    from engram.store.postgres import PostgresStore, hnsw
+    from engram.store.postgres import PostgresStore
     url, worker, rounds, start = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
     time.sleep(max(0.0, start - time.time()))  # every worker opens at the same moment
     errors = []

@@ -35,6 +35,7 @@ __all__ = [
     "ensure",
     "index_name",
     "is_valid",
+    "usable",
     "wanted",
 ]
 
@@ -49,24 +50,41 @@ def index_name(user_id: str) -> str:
     return "records_hnsw_" + hashlib.sha256(user_id.encode()).hexdigest()[:24]
 
 
+_VALID = (
+    "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+    "WHERE c.relname = %s AND c.relnamespace = to_regnamespace(%s)"
+)
+
+
 def is_valid(conn: Connection[Any], schema: str, user_id: str) -> bool | None:
     """True: the user's index exists and is valid; False: it exists, invalid (a build that
     failed or is in progress); None: there is none."""
-    row = conn.execute(
-        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        "WHERE c.relname = %s AND c.relnamespace = to_regnamespace(%s)",
-        (index_name(user_id), schema),
-    ).fetchone()
+    row = conn.execute(_VALID, (index_name(user_id), schema)).fetchone()
     return None if row is None else bool(row[0])
 
 
+def _state(conn: Connection[Any], schema: str, user_id: str) -> tuple[int, bool | None]:
+    """The user's vector count and :func:`is_valid`, in one round trip (in a transaction acting
+    for the user: ``user_stats`` has row-level security)."""
+    row = conn.execute(
+        f"SELECT (SELECT vectors FROM user_stats WHERE user_id = %s), ({_VALID})",
+        (user_id, index_name(user_id), schema),
+    ).fetchone()
+    assert row is not None  # scalar subqueries: always one row
+    return int(row[0] or 0), None if row[1] is None else bool(row[1])
+
+
+def usable(conn: Connection[Any], schema: str, user_id: str, exact_below: int) -> bool:
+    """Whether a search of the user goes through the index: at least ``exact_below`` vectors
+    and a valid index."""
+    vectors, valid = _state(conn, schema, user_id)
+    return vectors >= exact_below and bool(valid)
+
+
 def wanted(conn: Connection[Any], schema: str, user_id: str, exact_below: int) -> bool:
-    """Whether the user has ``exact_below`` vectors (at least one) and no valid index (in a
-    transaction acting for the user: ``user_stats`` has row-level security)."""
-    row = conn.execute("SELECT vectors FROM user_stats WHERE user_id = %s", (user_id,)).fetchone()
-    if row is None or int(row[0]) < max(1, exact_below):
-        return False
-    return not is_valid(conn, schema, user_id)
+    """Whether the user has ``exact_below`` vectors (at least one) and no valid index."""
+    vectors, valid = _state(conn, schema, user_id)
+    return vectors >= max(1, exact_below) and not valid
 
 
 def _locked(conn: Connection[Any], schema: str, user_id: str, take: bool) -> bool:
@@ -93,13 +111,12 @@ def ensure(
     exact meanwhile."""
     if dim > HALFVEC_MAX_DIM or not _locked(conn, schema, user_id, True):
         return False
-    name = sql.Identifier(schema, index_name(user_id))
     try:
         state = is_valid(conn, schema, user_id)
         if state:
             return True
         if state is False:  # a build that did not finish leaves an invalid index behind
-            conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(name))
+            drop(conn, schema, user_id)
         conn.execute(
             sql.SQL(
                 "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} USING hnsw "

@@ -35,16 +35,6 @@ __all__ = ["search"]
 MAX_EF_SEARCH = 1000  # pgvector's largest hnsw.ef_search
 
 
-def _use_index(conn: Connection[Any], schema: str, user_id: str, exact_below: int) -> bool:
-    row = conn.execute(
-        "SELECT (SELECT vectors FROM user_stats WHERE user_id = %s), (SELECT i.indisvalid "
-        "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        "WHERE c.relname = %s AND c.relnamespace = to_regnamespace(%s))",
-        (user_id, hnsw.index_name(user_id), schema),
-    ).fetchone()
-    return row is not None and int(row[0] or 0) >= exact_below and bool(row[1])
-
-
 def _exact(
     conn: Connection[Any], query: Vectors, where: RecordFilter, limit: int
 ) -> list[ScoredId]:
@@ -97,7 +87,7 @@ def search(
     if (
         not indexed
         or where.session_id is not None
-        or not _use_index(conn, schema, where.user_id, exact_below)
+        or not hnsw.usable(conn, schema, where.user_id, exact_below)
     ):
         return _exact(conn, vector, where, limit)
     return _approximate(conn, vector, where, limit, dim, ef_search)
