@@ -149,7 +149,7 @@ def check_cache_is_what_is_stored(store: SqliteStore) -> int:
     """Every cached matrix of the current generation equals a fresh load; how many there were."""
     checked = 0
     for user, (gen, cached) in list(store._matrices._items.items()):
-        if gen != generation(store._conn, user):
+        if gen != generation(store._conn, user).gen:
             continue  # stale, and rebuilt by the next search: never used as it is
         fresh = load_user_matrix(store._conn, user, EMBEDDER.dim)
         got, want = live_rows(cached, store), live_rows(fresh, store)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from engram.store.sqlite.usercache import UserCache
 
@@ -107,3 +109,40 @@ def test_threads_getting_advancing_and_dropping_at_once() -> None:
         t.join(10)
     assert errors == [] and len(cache) <= 3
     assert cache._building == {}  # every build's log was removed
+
+
+def test_follow_brings_an_older_value_up_to_date_without_a_build() -> None:
+    cache: UserCache[tuple[int, ...]] = UserCache(4)
+    cache.get("a", 3, lambda: (1,))
+    asked: list[tuple[int, tuple[int, ...]]] = []
+
+    def follow(since: int, value: tuple[int, ...]) -> Callable[[tuple[int, ...]], Any] | None:
+        asked.append((since, value))
+        return lambda v: (*v, 2)
+
+    def never() -> tuple[int, ...]:
+        raise AssertionError("followed values are not built")
+
+    assert cache.get("a", 5, never, follow) == (1, 2)
+    assert asked == [(3, (1,))]
+    assert cache.get("a", 5, never, follow) == (1, 2)  # kept at the new generation
+    assert len(asked) == 1
+    # a follow that cannot (None) builds, and so does an entry of a newer generation
+    assert cache.get("a", 8, lambda: (7,), lambda since, value: None) == (7,)
+    assert cache.peek("a") == (7,)
+    assert cache.get("a", 6, lambda: (6,), follow) == (6,)  # an older snapshot: built
+    assert len(asked) == 1
+    assert cache.get("b", 1, lambda: (0,), follow) == (0,)  # nothing cached: built
+
+
+def test_a_follow_overtaken_by_a_write_of_this_process_builds_instead() -> None:
+    cache: UserCache[tuple[int, ...]] = UserCache(4)
+    cache.get("a", 3, lambda: (1,))
+
+    def follow(since: int, value: tuple[int, ...]) -> Callable[[tuple[int, ...]], Any] | None:
+        cache.advance("a", (3, 4), lambda v: (*v, 40))  # this process wrote meanwhile
+        return lambda v: (*v, 2)
+
+    # the entry is not the one followed any more: its update is not applied to it
+    assert cache.get("a", 5, lambda: (50,), follow) == (50,)
+    assert cache.peek("a") == (50,)  # the build (of the newer snapshot) is kept

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from engram.store.sqlite.rows import (
 from engram.types import MemoryRecord, RecordFilter, StoreStats
 
 __all__ = [
+    "Generation",
     "bump",
     "check_embedder",
     "check_sources",
@@ -42,25 +44,44 @@ __all__ = [
 ]
 
 
-def bump(conn: sqlite3.Connection, user_id: str) -> tuple[int, int]:
+def bump(conn: sqlite3.Connection, user_id: str, *, insert_only: bool) -> tuple[int, int]:
     """Move a user's generation on; return (before, after). Generations are drawn from one
     store-wide clock (``meta.clock``), so a user forgotten (generation row removed, generation 0
-    again) and written to later never gets a generation that a cache made before may hold."""
+    again) and written to later never gets a generation that a cache made before may hold.
+    A write that did more than insert records (``insert_only`` False: an update, a delete, a
+    consolidation) also marks the user ``reshaped`` at the new generation, and so does the
+    first write of a user (a forgotten user's records went without a generation row left)."""
     row = conn.execute("SELECT gen FROM generations WHERE user_id = ?", (user_id,)).fetchone()
     conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'clock'")
     (gen,) = conn.execute("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'clock'").fetchone()
     conn.execute(
-        "INSERT INTO generations (user_id, gen) VALUES (?, ?) "
-        "ON CONFLICT (user_id) DO UPDATE SET gen = excluded.gen",
-        (user_id, gen),
+        "INSERT INTO generations (user_id, gen, reshaped) VALUES (?, ?, ?) "
+        "ON CONFLICT (user_id) DO UPDATE SET gen = excluded.gen, "
+        "reshaped = CASE WHEN ? THEN reshaped ELSE excluded.gen END",
+        (user_id, gen, gen, insert_only),
     )
     return (0 if row is None else int(row[0])), int(gen)
 
 
-def generation(conn: sqlite3.Connection, user_id: str) -> int:
-    """The user's generation (0: never written, or forgotten)."""
-    row = conn.execute("SELECT gen FROM generations WHERE user_id = ?", (user_id,)).fetchone()
-    return 0 if row is None else int(row[0])
+class Generation(NamedTuple):
+    """Where a user's records are: ``gen`` moves on with every write; ``reshaped`` is the
+    ``gen`` of the last write that did more than insert. Between two generations ``a < b`` of
+    a user, only inserts happened if ``reshaped <= a`` (read at ``b``)."""
+
+    gen: int
+    reshaped: int
+
+    def only_inserts_since(self, before: int) -> bool:
+        return self.reshaped <= before
+
+
+def generation(conn: sqlite3.Connection, user_id: str) -> Generation:
+    """The user's generation, and that of their last write that was not only inserts (0, 0:
+    never written, or forgotten)."""
+    row = conn.execute(
+        "SELECT gen, reshaped FROM generations WHERE user_id = ?", (user_id,)
+    ).fetchone()
+    return Generation(0, 0) if row is None else Generation(int(row[0]), int(row[1]))
 
 
 Event = tuple[MemoryRecord, str, str | None, str | None]  # record, event, old text, new text

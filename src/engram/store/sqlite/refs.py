@@ -27,8 +27,12 @@ from engram.types import KeyRef
 __all__ = ["MAX_REFS", "USERS", "RefMemo", "RefMemos"]
 
 MAX_REFS = 50_000  # ~25-40 MB of refs (texts included) for one user at most
-USERS = 16
+USERS = 64
 _COLUMNS = "rowid, id, kind, provenance, name, timestamp, text, valid_from, valid_to, expired_at"
+
+
+def _same(memo: RefMemo) -> RefMemo:
+    return memo
 
 
 class RefMemo:
@@ -69,7 +73,11 @@ class RefMemos:
 
     def memo(self, conn: sqlite3.Connection, user_id: str) -> RefMemo:
         """The user's memo at the generation of ``conn``'s snapshot."""
-        return self._memos.get(user_id, generation(conn, user_id), RefMemo)
+        now = generation(conn, user_id)
+        return self._memos.get(  # another process's inserts change no stored ref: keep it
+            user_id, now.gen, RefMemo,
+            lambda since, _: _same if now.only_inserts_since(since) else None,
+        )  # fmt: skip
 
     def get_refs(self, conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list[KeyRef]:
         """``Store.get_refs`` in ``conn``'s snapshot: the user's refs of ``ids``, in order."""
@@ -83,6 +91,13 @@ class RefMemos:
             memo.keep(rows)
             got.update((ref.id, ref) for _, ref in rows)
         return [got[i] for i in ids if i in got]
+
+    def entry(self, user_id: str) -> tuple[int, RefMemo] | None:
+        return self._memos.entry(user_id)
+
+    def catch_up(self, user_id: str, entry: tuple[int, RefMemo], generation: int) -> None:
+        """Carry the memo ``entry`` over other processes' inserts up to ``generation``."""
+        self._memos.catch_up(user_id, entry, generation, _same)
 
     def advance(self, user_id: str, step: tuple[int, int]) -> None:
         """Carry the user's memo over an insert of this process (no stored ref changes)."""

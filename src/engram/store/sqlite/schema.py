@@ -100,9 +100,19 @@ CREATE TABLE llm_usage (
 CREATE INDEX records_superseded ON records (superseded_by) WHERE superseded_by IS NOT NULL;
 """
 
+# Version 4: a user's generation row also says when the user's records last changed other than
+# by an insert (``reshaped``: the generation of that write), so that a process whose cached
+# matrix is older than another process's inserts can read just the new rows instead of every
+# vector again (store/sqlite/follow.py). Rows written before it count as changed at their
+# generation: a cache made before the migration is rebuilt.
+_V4 = """
+ALTER TABLE generations ADD COLUMN reshaped INTEGER NOT NULL DEFAULT 0;
+UPDATE generations SET reshaped = gen;
+"""
+
 Migration = str | Callable[[sqlite3.Connection], None]
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, v2_user_statistics, _V3)
+MIGRATIONS: tuple[Migration, ...] = (_V1, v2_user_statistics, _V3, _V4)
 
 
 def not_engrams(path: str, tables: list[str], application_id: int, version: int) -> StoreError:

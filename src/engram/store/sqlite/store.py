@@ -31,6 +31,7 @@ from engram.store.sqlite.connect import (
     store_error,
     translate_errors,
 )
+from engram.store.sqlite.follow import behind_others, follow_matrix
 from engram.store.sqlite.ops import (
     bump,
     check_embedder,
@@ -202,10 +203,17 @@ class SqliteStore:
             with self._tx() as conn:
                 if expect is not None:
                     check_tail(conn, expect, [r.id for r in records])
+                behind = [
+                    behind_others(conn, u, self._matrices, self._refs, self._dim or 0)
+                    for u in dict.fromkeys(r.user_id for r in records)
+                ]
                 inserted = insert_records(conn, records, vectors)
                 facts.enqueue(conn, jobs)
                 users = dict.fromkeys(r.user_id for r, _ in inserted)
-                generations = {user: bump(conn, user) for user in users}  # once per user
+                # once per user
+                generations = {user: bump(conn, user, insert_only=True) for user in users}
+            for catch_up in behind:
+                catch_up()
             for user_id, step in generations.items():
                 self._carry_caches(
                     user_id, step, [(r, i) for r, i in inserted if r.user_id == user_id], vectors
@@ -252,7 +260,7 @@ class SqliteStore:
                 gone = delete_rows(conn, user_id, drop)
                 write_history(conn, [(r, "DELETE", None, None) for r in dropped])
                 inserted = insert_records(conn, add, fresh)
-                step = bump(conn, user_id)
+                step = bump(conn, user_id, insert_only=False)
             rows, added = rows_of(inserted, fresh)
             self._matrices.advance(
                 user_id, step,
@@ -272,7 +280,7 @@ class SqliteStore:
                 doomed = [record_id, *(r.id for r in keys)]
                 rowids = delete_rows(conn, user_id, doomed)
                 write_history(conn, [(gone, "DELETE", None, None) for gone in (record, *keys)])
-                step = bump(conn, user_id)
+                step = bump(conn, user_id, insert_only=False)
             self._matrices.advance(user_id, step, lambda m: m.remove(rowids, doomed))
             self._refs.drop(user_id)
         self._scrub()
@@ -289,7 +297,7 @@ class SqliteStore:
                 with self._tx() as conn:
                     ids, rowids = forget_session(conn, user_id, session_id)
                     facts.forget_jobs(conn, user_id, session_id)
-                    step = bump(conn, user_id)
+                    step = bump(conn, user_id, insert_only=False)
                 count = len(ids)
                 self._matrices.advance(user_id, step, lambda m: m.remove(rowids, ids))
             self._speakers.drop(user_id)
@@ -399,7 +407,7 @@ class SqliteStore:
 
     def speakers(self, user_id: str) -> frozenset[str]:
         with self._reading() as conn:
-            return self._speakers.get(user_id, generation(conn, user_id), lambda: frozenset(
+            return self._speakers.get(user_id, generation(conn, user_id).gen, lambda: frozenset(
                 str(row[0]) for row in conn.execute(
                     "SELECT DISTINCT name FROM records "
                     "WHERE user_id = ? AND kind = 'turn' AND name IS NOT NULL",
@@ -422,12 +430,13 @@ class SqliteStore:
         # g (those that committed after the snapshot; UserCache.get logs them during the
         # build), and writers advance in commit order, under the store lock.
         user_id = where.user_id
+        dim = self._dim or 0
         with self._reading() as conn:
+            now = generation(conn, user_id)
             m = self._matrices.get(
-                user_id,
-                generation(conn, user_id),
-                lambda: load_user_matrix(conn, user_id, self._dim or 0),
-            )
+                user_id, now.gen, lambda: load_user_matrix(conn, user_id, dim),
+                follow_matrix(conn, now, dim),  # another process only inserted since: its rows
+            )  # fmt: skip
             return m.search(conn, vector, where, limit)  # its lock: not during SQL
 
     def stats(self, user_id: str | None = None) -> StoreStats:
@@ -444,7 +453,7 @@ class SqliteStore:
         with self._lock:  # caches follow the writes in commit order
             with self._tx() as conn:
                 inserted, rewritten, changed = facts.apply_change(conn, change, vectors)
-                step = bump(conn, user_id)
+                step = bump(conn, user_id, insert_only=False)
             rows, new = rows_of(inserted, vectors[:added])
             self._matrices.advance(
                 user_id, step, lambda m: m.replace(changed, vectors[added:]).append(rows, new)

@@ -2,7 +2,8 @@
 speakers), kept in memory and checked against the user's generation counter, which every write
 moves on. A value is valid for the generation it was made at; a write by this process
 carries it to the next generation (``advance``); a write by anyone else leaves it stale, and it
-is rebuilt on the next read."""
+is rebuilt on the next read, or followed: brought up to date by reading only what changed, where
+the caller can (another process's inserts, ``get(follow=...)``)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-__all__ = ["UserCache"]
+__all__ = ["Follow", "UserCache"]
 
 T = TypeVar("T")
 
 
 _Step = tuple[tuple[int, int], Callable[[T], T]] | None  # an advance; None: the user was dropped
+# (generation, value) of an entry -> an update to the snapshot's generation, or None
+Follow = Callable[[int, T], Callable[[T], T] | None]
 
 
 class _Log(Generic[T]):
@@ -40,7 +43,10 @@ class UserCache(Generic[T]):
         self._lock = threading.Lock()
         self._building: dict[str, list[_Log[T]]] = {}  # user -> the logs of its builds
 
-    def get(self, user_id: str, generation: int, build: Callable[[], T]) -> T:
+    def get(
+        self, user_id: str, generation: int, build: Callable[[], T],
+        follow: Follow[T] | None = None,
+    ) -> T:  # fmt: skip
         """The user's value at ``generation``, built (and kept) if missing or stale.
 
         ``build`` runs outside the lock and must make the value of exactly ``generation`` (read
@@ -48,7 +54,32 @@ class UserCache(Generic[T]):
         it runs are logged and carried over to the new value when it is kept, so that a long
         load is not stale on arrival. If the entry changed meanwhile (a writer carried it,
         another reader built one), that one stays: one of the same generation is shared, one
-        of another is left alone and the value built here serves this call only."""
+        of another is left alone and the value built here serves this call only.
+
+        ``follow`` is asked first when the entry is older than ``generation`` (another process
+        wrote): given the entry's generation and value, it reads what changed since (in the
+        same snapshot as ``generation``) and returns an update that brings the value to
+        ``generation``, or None if it cannot (then ``build``). The update runs under the lock,
+        and only if the entry is still the one it followed; else the value is built."""
+        with self._lock:
+            item = self._items.get(user_id)
+            if item is not None and item[0] == generation:
+                self._items.move_to_end(user_id)
+                return item[1]
+        if follow is not None and item is not None and item[0] < generation:
+            update = follow(item[0], item[1])
+            if update is not None:
+                with self._lock:
+                    if self._items.get(user_id) is item:
+                        value = update(item[1])
+                        self._items[user_id] = (generation, value)
+                        self._items.move_to_end(user_id)
+                        return value
+        return self._build(user_id, generation, build)
+
+    def _build(self, user_id: str, generation: int, build: Callable[[], T]) -> T:
+        """:meth:`get` for a value missing or stale: build it, carry it over the writes of this
+        process that committed meanwhile, keep it unless the entry changed meanwhile."""
         with self._lock:
             item = self._items.get(user_id)
             if item is not None and item[0] == generation:
@@ -95,6 +126,20 @@ class UserCache(Generic[T]):
                 self._items[user_id] = (after, update(item[1]))
             else:
                 del self._items[user_id]
+
+    def entry(self, user_id: str) -> tuple[int, T] | None:
+        """The user's (generation, value), as kept (for :meth:`catch_up`)."""
+        with self._lock:
+            return self._items.get(user_id)
+
+    def catch_up(
+        self, user_id: str, entry: tuple[int, T], generation: int, update: Callable[[T], T]
+    ) -> None:
+        """Bring ``entry`` (from :meth:`entry`) to ``generation`` with ``update``, made from
+        what changed in between, if it is still the user's entry (else nothing)."""
+        with self._lock:
+            if self._items.get(user_id) is entry:
+                self._items[user_id] = (generation, update(entry[1]))
 
     def peek(self, user_id: str) -> T | None:
         """The user's value, whatever its generation (for inspection)."""

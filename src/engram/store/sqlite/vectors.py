@@ -31,7 +31,7 @@ from engram.store.sqlite.rows import owned_rows
 from engram.store.sqlite.scoring import FilterCodes, one_blas_thread, top_k
 from engram.types import MemoryRecord, RecordFilter
 
-__all__ = ["UserMatrix", "load_user_matrix", "rows_of", "top_k"]
+__all__ = ["Row", "RowIds", "UserMatrix", "load_user_matrix", "rows_of", "top_k"]
 
 
 Row = tuple[str, str, str | None, str | None]  # id, kind, session_id, agent_id
@@ -98,6 +98,8 @@ class UserMatrix:
         self._kind_masks: dict[tuple[str, ...], npt.NDArray[np.bool_]] = {}
         self._dead: npt.NDArray[np.bool_] | None = None  # rows of records deleted since
         self._last: tuple[bytes, Vectors] | None = None
+        self._seen = -(2**63)  # the highest rowid read from the database (load or catch_up)
+        self._added_ids: set[str] = set()
 
     @property
     def matrix(self) -> Vectors:
@@ -116,25 +118,53 @@ class UserMatrix:
         self._rowids[start:end] = rowids
         self._buffer[start:end] = vectors
         self._rows = end
+        if len(rowids):
+            self._seen = max(self._seen, int(rowids[-1]))
 
     def append(self, rows: list[Row], vectors: Vectors) -> UserMatrix:
         """Add rows written by this process; returns the matrix itself."""
         with self._lock:
-            start, needed = self._rows, self._rows + len(rows)
-            if needed > self._buffer.shape[0] or vectors.shape[1] != self._buffer.shape[1]:
-                self._grow(needed, vectors.shape[1])
-            self._buffer[start:needed] = vectors
-            self._ids[start:needed] = [r[0] for r in rows]
-            for name, column in self._columns.items():
-                column.codes[start:needed] = [column.code(r[_FILTERS[name]]) for r in rows]
-            self._added.extend(rows)
-            self._rows = needed
-            self._kind_masks = {
-                kinds: np.concatenate([keep, np.array([r[1] in kinds for r in rows], bool)])
-                for kinds, keep in self._kind_masks.items()
-            }
-            self._last = None
+            self._append(rows, vectors)
         return self
+
+    @property
+    def followable(self) -> bool:
+        """Whether rows inserted by others can be read by rowid (:meth:`catch_up`): not after
+        this process deleted rows, since SQLite may give a new row the rowid of a deleted last
+        one, which would then not be above :attr:`seen`."""
+        return self._dead is None
+
+    @property
+    def seen(self) -> int:
+        return self._seen
+
+    def catch_up(self, rowids: RowIds, rows: list[Row], vectors: Vectors) -> UserMatrix:
+        """Add the rows that other processes inserted (read by rowid above :attr:`seen`), but
+        none that this process appended itself; returns the matrix itself."""
+        with self._lock:
+            fresh = [i for i, row in enumerate(rows) if row[0] not in self._added_ids]
+            self._append([rows[i] for i in fresh], vectors[fresh])
+            if len(rowids):
+                self._seen = max(self._seen, int(rowids.max()))
+        return self
+
+    def _append(self, rows: list[Row], vectors: Vectors) -> None:
+        """:meth:`append`, under the lock."""
+        start, needed = self._rows, self._rows + len(rows)
+        if needed > self._buffer.shape[0] or vectors.shape[1] != self._buffer.shape[1]:
+            self._grow(needed, vectors.shape[1])
+        self._buffer[start:needed] = vectors
+        self._ids[start:needed] = [r[0] for r in rows]
+        for name, column in self._columns.items():
+            column.codes[start:needed] = [column.code(r[_FILTERS[name]]) for r in rows]
+        self._added.extend(rows)
+        self._added_ids.update(r[0] for r in rows)
+        self._rows = needed
+        self._kind_masks = {
+            kinds: np.concatenate([keep, np.array([r[1] in kinds for r in rows], bool)])
+            for kinds, keep in self._kind_masks.items()
+        }
+        self._last = None
 
     def _grow(self, needed: int, dim: int) -> None:
         start = self._rows
