@@ -271,8 +271,9 @@ def make_driver(mode: str, args: argparse.Namespace, clients: int, batch_max: in
     )  # fmt: skip
     if mode == "embedded":
         return EmbeddedDriver(args.db, args.threads, batch_max, args.embedder)
-    if mode == "rest":
-        return RestDriver(args.db, clients, env)
+    if mode == "rest" or mode.startswith("rest-w"):  # rest-wN: N server processes
+        workers = int(mode[len("rest-w") :]) if mode.startswith("rest-w") else 1
+        return RestDriver(args.db, clients, env, workers=workers)
     return McpDriver(args.db, env)
 
 
@@ -283,16 +284,25 @@ async def close_driver(driver: Driver) -> dict[str, Any]:
     return driver.stop()
 
 
+WARM_PARALLEL = 8  # concurrent warm-up searches per user: connections reach every worker
+
+
 async def warm(driver: Driver, args: argparse.Namespace, queries: list[str]) -> float:
-    """One search per user, untimed: each user's vector matrix is loaded (a fresh server process
-    loads it on the user's first search, ~0.5 s at 10k turns) before the clock starts."""
+    """Untimed searches for every user before the clock starts, so that each user's vector
+    matrix is loaded (a fresh server process loads it on the user's first search, ~0.5 s at 10k
+    turns): ``WARM_PARALLEL`` at once per user, so that with several server workers the pooled
+    connections they open land on every worker (all on one of two: p = 2 / 2**8)."""
     started = time.perf_counter()
-    session = await driver.session()
+    sessions = [await driver.session() for _ in range(WARM_PARALLEL)]
     try:
         for u in range(args.users):
-            await session.search(f"user-{u:02d}", queries[u % len(queries)])
+            await asyncio.gather(*(
+                s.search(f"user-{u:02d}", queries[(u + k) % len(queries)])
+                for k, s in enumerate(sessions)
+            ))  # fmt: skip
     finally:
-        await session.close()
+        for s in reversed(sessions):  # an MCP client's scopes close in the reverse order
+            await s.close()
     return round(time.perf_counter() - started, 1)
 
 
@@ -341,7 +351,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=60.0, help="seconds per level")
     p.add_argument("--think", type=float, default=1.0, help="mean think time per client, s")
     p.add_argument("--write-share", type=float, default=0.2)
-    p.add_argument("--modes", default="embedded,rest,mcp")
+    p.add_argument(
+        "--modes", default="embedded,rest,mcp",
+        help="embedded, rest, rest-wN (engram serve --workers N), mcp",
+    )  # fmt: skip
     p.add_argument("--batch-max", type=int, default=64)
     p.add_argument(
         "--threads", type=int, default=32,
@@ -381,16 +394,20 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     report["modes"] = {}
     for mode in args.modes:
         report["modes"][mode] = await run_mode(mode, args, queries)
+        save(args.out, report)  # each mode as it ends: a run that stops later keeps it
     if args.ingest_seconds > 0:
         report["ingest"] = []
         for per_add in (args.ingest_batch, 1):  # a session's turns at once; one message a request
+            several = [m for m in args.modes if m.startswith("rest-w")]
             for mode, batch_max in (
                 ("rest", args.batch_max),
+                *((m, args.batch_max) for m in several),
                 ("rest", 1),
                 ("embedded", args.batch_max),
             ):
                 phase = await run_ingest(mode, batch_max, per_add, args, samples)
                 report["ingest"].append(phase)
+                save(args.out, report)
     return report
 
 
@@ -421,14 +438,18 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def save(out: Path, report: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(dumps(report) + "\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--report":
         print(markdown(json.loads(Path(sys.argv[2]).read_text(encoding="utf-8"))))
         return 0
     args = parse(argv)
     report = asyncio.run(amain(args))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(dumps(report) + "\n", encoding="utf-8")
+    save(args.out, report)
     print(markdown(report))
     failed = any(lv["errors"] for v in report["modes"].values() for lv in v["levels"]) or any(
         v["verify"]["missing"] for v in report["modes"].values()

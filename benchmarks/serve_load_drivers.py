@@ -179,10 +179,12 @@ class _RestSession:
 
 
 class RestDriver:
-    name = "rest"
+    """``engram serve`` in a child process; ``workers`` server processes (mode ``rest-wN``)."""
 
-    def __init__(self, db: Path, clients: int, env: dict[str, str]) -> None:
-        self.child = ServerChild(["--db", str(db), "serve", "--port", "0"], env)
+    def __init__(self, db: Path, clients: int, env: dict[str, str], workers: int = 1) -> None:
+        self.name = "rest" if workers == 1 else f"rest-w{workers}"
+        args = ["--db", str(db), "serve", "--port", "0", "--workers", str(workers)]
+        self.child = ServerChild(args, env)
         limits = httpx.Limits(max_connections=clients + 8, max_keepalive_connections=clients + 8)
         self.client = httpx.AsyncClient(base_url=self.child.url, timeout=120, limits=limits)
 

@@ -191,34 +191,41 @@ def held_add(
         result.append(exc)
 
 
+def sigterm_with_a_request_in_flight(server: ServerProcess, held: list[dict]) -> httpx.Response:
+    """SIGTERM while an add of ``held`` is in flight: new connections are refused at once, the
+    server waits for the add, which is answered; its answer."""
+    started, release = threading.Event(), threading.Event()
+    result: list[httpx.Response | Exception] = []
+    holder = threading.Thread(
+        target=held_add, args=(f"{server.url}/v1/messages", held, started, release, result)
+    )
+    holder.start()
+    assert started.wait(30)
+    time.sleep(0.2)  # the first part has reached the server
+    server.proc.send_signal(signal.SIGTERM)
+    assert connect_refused(server), "new connections were still accepted"
+    assert server.proc.poll() is None, "the server exited with a request in flight"
+    release.set()
+    holder.join(60)
+    (response,) = result
+    assert isinstance(response, httpx.Response), response
+    return response
+
+
 def test_sigterm_finishes_the_requests_in_flight_then_refuses_new_ones(
     tmp_path: Path, server_env: dict[str, str]
 ) -> None:
     db = tmp_path / "stopped.db"
     held = [{"id": f"held-m{i}", "role": "user", "content": f"held message {i}"}
             for i in range(50)]  # fmt: skip
-    started, release = threading.Event(), threading.Event()
-    result: list[httpx.Response | Exception] = []
     with rest_server(db, env=server_env) as server:
         stream = Stream(server.url, "term").start()
         stream.wait_for(30)
-        holder = threading.Thread(
-            target=held_add, args=(f"{server.url}/v1/messages", held, started, release, result)
-        )
-        holder.start()
-        assert started.wait(30)
-        time.sleep(0.2)  # the first part has reached the server
-        server.proc.send_signal(signal.SIGTERM)
-        assert connect_refused(server), "new connections were still accepted"
-        assert server.proc.poll() is None, "the server exited with a request in flight"
-        release.set()
-        holder.join(60)
+        response = sigterm_with_a_request_in_flight(server, held)
         stream.join()
         code = server.stop(timeout=30)
     assert code in (0, -signal.SIGTERM), server.log
     assert not stream.failures, stream.failures[:3]  # no 5xx: answered, or refused
-    (response,) = result
-    assert isinstance(response, httpx.Response), response
     assert response.status_code == 201, response.text
     assert "Traceback" not in server.log, server.log
     with rest_server(db, env=server_env) as again, again.client() as http:

@@ -31,19 +31,26 @@ config_option = click.option(
 @click.option("--host", metavar="HOST", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=click.IntRange(0, 65535), help="Port (default 8765; 0: any free).")
 @click.option("--keys", metavar="PATH", help="The API key file (default: the database + .keys).")
+@click.option(
+    "--workers", type=click.IntRange(1, 256), metavar="N",
+    help="Server processes on the port (default 1); one per core for the most searches/s.",
+)  # fmt: skip
 @config_option
 @common_options
 @pass_app
 def serve_command(
-    app: App, host: str | None, port: int | None, keys: str | None, config: str | None
-) -> None:
+    app: App, host: str | None, port: int | None, keys: str | None, workers: int | None,
+    config: str | None,
+) -> None:  # fmt: skip
     """Serve the memory over HTTP (REST, OpenAPI at /docs) until interrupted.
 
     Without an API key the server listens on loopback only. Create keys with 'engram keys
     create'. A TERM or INT signal finishes the requests in flight, then stops."""
     from engram.server import serve
 
-    serve(_server_settings(app, "serve", config, host=host, port=port, keys=keys))
+    settings = _server_settings(app, "serve", config, host=host, port=port, keys=keys,
+                                workers=workers)  # fmt: skip
+    serve(settings)
 
 
 @click.group("keys")

@@ -16,7 +16,8 @@ from engram.embed import Embedder
 from engram.server.app import create_app, warm_up
 from engram.server.keys import KeyStore
 from engram.server.settings import ServerSettings, is_loopback
-from engram.store.postgres import display_db
+from engram.store.base import Store
+from engram.store.postgres import display_db, is_postgres_url
 
 __all__ = [
     "Listener",
@@ -25,6 +26,7 @@ __all__ = [
     "close_memory",
     "listen",
     "open_memory",
+    "open_store",
     "report_batching",
     "run_uvicorn",
     "serve",
@@ -38,7 +40,6 @@ def open_memory(settings: ServerSettings) -> Memory:
     :class:`~engram.BatchingEmbedder` so that concurrent requests share model calls, and the
     LLM of ``ENGRAM_LLM_*`` / the config file's ``[llm]`` table (none without a base URL)."""
     from engram.llm.settings import LLMSettings, make_llm
-    from engram.store.sqlite import SqliteStore
 
     llm = make_llm(LLMSettings.load(config=settings.config_path))
     embedder: Embedder = make_embedder(settings.embedder, settings.core())
@@ -48,12 +49,23 @@ def open_memory(settings: ServerSettings) -> Memory:
         embedder = BatchingEmbedder(
             embedder, max_batch=settings.batch_max, max_wait=settings.batch_wait_ms / 1000
         )
-    store = SqliteStore(settings.db)
+    store = open_store(settings.db)
     try:
         return Memory(store=store, embedder=embedder, llm=llm, extract=settings.extract_default)
     except BaseException:
         store.close()
         raise
+
+
+def open_store(db: str) -> Store:
+    """The store at ``db``: a ``postgresql://`` URL (the ``postgres`` extra) or a SQLite file."""
+    if is_postgres_url(db):
+        from engram.store.postgres import PostgresStore
+
+        return PostgresStore(db)
+    from engram.store.sqlite import SqliteStore
+
+    return SqliteStore(db)
 
 
 def close_memory(memory: Memory) -> None:
@@ -146,8 +158,13 @@ class Listener:
 
     @property
     def mode(self) -> str:
-        keyed = self.keys is not None and self.keys.any_created()
-        return "API keys required" if keyed else "no API key"
+        return key_mode(self.keys)
+
+
+def key_mode(keys: KeyStore | None) -> str:
+    """How the server admits requests, for its "serving" line."""
+    keyed = keys is not None and keys.any_created()
+    return "API keys required" if keyed else "no API key"
 
 
 def listen(settings: ServerSettings, port: int) -> Listener:
@@ -166,13 +183,34 @@ def listen(settings: ServerSettings, port: int) -> Listener:
 
 
 def serve(settings: ServerSettings) -> None:
-    """Run the REST server until SIGINT or SIGTERM (see :func:`run_uvicorn`)."""
+    """Run the REST server until SIGINT or SIGTERM (see :func:`run_uvicorn`); with ``workers``
+    above 1, that many server processes on one socket (:mod:`engram.server.workers`)."""
+    if settings.workers > 1:
+        return _serve_workers(settings)
     server = listen(settings, settings.port)
     app = create_app(server.memory, settings, keys=server.keys)
-    llm = "no LLM" if server.memory.llm is None else f"LLM {server.memory.llm.name}"
-    print(
-        f"engram: serving {server.url()} ({display_db(settings.db)}; {server.mode}; {llm})",
-        file=sys.stderr,
-    )
-    sys.stderr.flush()
+    print(f"engram: serving {server.url()} ({_describe(settings, server.keys, server.memory)})",
+          file=sys.stderr, flush=True)  # fmt: skip
     run_uvicorn(app, server.sock, settings, server.memory)
+
+
+def _describe(settings: ServerSettings, keys: KeyStore | None, memory: Memory) -> str:
+    llm = "no LLM" if memory.llm is None else f"LLM {memory.llm.name}"
+    return f"{display_db(settings.db)}; {key_mode(keys)}; {llm}"
+
+
+def _serve_workers(settings: ServerSettings) -> None:
+    """Check the exposure, bind, open the store once here (a bad path or setting is one clear
+    error, and migrations run before any worker starts), then supervise the workers."""
+    from engram.server.workers import supervise
+
+    keys = KeyStore(settings.keys_path) if settings.keys_path else None
+    check_exposure(settings.host, keys)
+    sock = bind(settings.host, settings.port)
+    try:
+        memory = open_memory(settings)  # the model is not loaded: the workers load their own
+        describe = _describe(settings, keys, memory)
+        close_memory(memory)
+        supervise(settings, sock, describe)
+    finally:
+        sock.close()

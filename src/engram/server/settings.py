@@ -58,6 +58,7 @@ class ServerSettings(BaseSettings):
     shutdown_timeout: Annotated[float, Field(ge=0)] = 30.0
     keep_alive: Annotated[float, Field(ge=1, le=3600)] = 75.0
     threads: Annotated[int, Field(ge=1, le=1024)] = 32
+    workers: Annotated[int, Field(ge=1, le=256)] = 1
     batch_max: Annotated[int, Field(ge=1, le=4096)] = 64
     batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0
     # the LLM layer (the LLM itself: ENGRAM_LLM_* or the [llm] table, docs/llm.md)
