@@ -72,18 +72,14 @@ def behind_others(
     before the write is carried over them (else the carry-over would drop them, and the next
     search would load every vector again)."""
     now = generation(conn, user_id)
-    steps: list[Callable[[], None]] = []
-    matrix = matrices.entry(user_id)
-    if matrix is not None and matrix[0] < now.gen and now.only_inserts_since(matrix[0]):
-        update = follow_user_matrix(conn, matrix[1], dim)
-        if update is not None:
-            steps.append(lambda: matrices.catch_up(user_id, matrix, now.gen, update))
-    memo = refs.entry(user_id)
-    if memo is not None and memo[0] < now.gen and now.only_inserts_since(memo[0]):
-        steps.append(lambda: refs.catch_up(user_id, memo, now.gen))
+    steps = [
+        matrices.prepare_follow(user_id, now.gen, follow_matrix(conn, now, dim)),
+        refs.prepare_follow(user_id, now),
+    ]
 
     def apply() -> None:
         for step in steps:
-            step()
+            if step is not None:
+                step()
 
     return apply

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 
-from engram.store.sqlite.ops import generation
+from engram.store.sqlite.ops import Generation, generation
 from engram.store.sqlite.rows import owned_rows, ref_from_row
-from engram.store.sqlite.usercache import UserCache
+from engram.store.sqlite.usercache import Follow, UserCache
 from engram.types import KeyRef
 
 __all__ = ["MAX_REFS", "USERS", "RefMemo", "RefMemos"]
@@ -33,6 +33,11 @@ _COLUMNS = "rowid, id, kind, provenance, name, timestamp, text, valid_from, vali
 
 def _same(memo: RefMemo) -> RefMemo:
     return memo
+
+
+def _kept_over_inserts(now: Generation) -> Follow[RefMemo]:
+    """Another process's inserts change no stored ref: the memo is kept as it is."""
+    return lambda since, _: _same if now.only_inserts_since(since) else None
 
 
 class RefMemo:
@@ -74,10 +79,11 @@ class RefMemos:
     def memo(self, conn: sqlite3.Connection, user_id: str) -> RefMemo:
         """The user's memo at the generation of ``conn``'s snapshot."""
         now = generation(conn, user_id)
-        return self._memos.get(  # another process's inserts change no stored ref: keep it
-            user_id, now.gen, RefMemo,
-            lambda since, _: _same if now.only_inserts_since(since) else None,
-        )  # fmt: skip
+        return self._memos.get(user_id, now.gen, RefMemo, _kept_over_inserts(now))
+
+    def prepare_follow(self, user_id: str, now: Generation) -> Callable[[], object] | None:
+        """:meth:`UserCache.prepare_follow` for the user's memo, at ``now``."""
+        return self._memos.prepare_follow(user_id, now.gen, _kept_over_inserts(now))
 
     def get_refs(self, conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list[KeyRef]:
         """``Store.get_refs`` in ``conn``'s snapshot: the user's refs of ``ids``, in order."""
@@ -92,16 +98,9 @@ class RefMemos:
             got.update((ref.id, ref) for _, ref in rows)
         return [got[i] for i in ids if i in got]
 
-    def entry(self, user_id: str) -> tuple[int, RefMemo] | None:
-        return self._memos.entry(user_id)
-
-    def catch_up(self, user_id: str, entry: tuple[int, RefMemo], generation: int) -> None:
-        """Carry the memo ``entry`` over other processes' inserts up to ``generation``."""
-        self._memos.catch_up(user_id, entry, generation, _same)
-
     def advance(self, user_id: str, step: tuple[int, int]) -> None:
         """Carry the user's memo over an insert of this process (no stored ref changes)."""
-        self._memos.advance(user_id, step, lambda memo: memo)
+        self._memos.advance(user_id, step, _same)
 
     def drop(self, user_id: str) -> None:
         """Forget the user's memo (records changed or went)."""

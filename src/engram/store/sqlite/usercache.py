@@ -66,15 +66,10 @@ class UserCache(Generic[T]):
             if item is not None and item[0] == generation:
                 self._items.move_to_end(user_id)
                 return item[1]
-        if follow is not None and item is not None and item[0] < generation:
-            update = follow(item[0], item[1])
-            if update is not None:
-                with self._lock:
-                    if self._items.get(user_id) is item:
-                        value = update(item[1])
-                        self._items[user_id] = (generation, value)
-                        self._items.move_to_end(user_id)
-                        return value
+        apply = None if follow is None else self.prepare_follow(user_id, generation, follow)
+        followed = None if apply is None else apply()
+        if followed is not None:
+            return followed
         return self._build(user_id, generation, build)
 
     def _build(self, user_id: str, generation: int, build: Callable[[], T]) -> T:
@@ -127,19 +122,33 @@ class UserCache(Generic[T]):
             else:
                 del self._items[user_id]
 
-    def entry(self, user_id: str) -> tuple[int, T] | None:
-        """The user's (generation, value), as kept (for :meth:`catch_up`)."""
+    def prepare_follow(
+        self, user_id: str, generation: int, follow: Follow[T]
+    ) -> Callable[[], T | None] | None:
+        """If the user's entry is older than ``generation``, ask ``follow`` (outside the lock)
+        for the update that brings it there, and return what applies it: under the lock, and
+        only if the entry is still the one followed, it keeps and returns the value at
+        ``generation``, else returns None. None if there is nothing to follow, or ``follow``
+        cannot. The update is read in the caller's snapshot; it may be applied later (a write
+        reads it in its transaction and applies it after its commit)."""
         with self._lock:
-            return self._items.get(user_id)
+            item = self._items.get(user_id)
+        if item is None or item[0] >= generation:
+            return None
+        update = follow(item[0], item[1])
+        if update is None:
+            return None
 
-    def catch_up(
-        self, user_id: str, entry: tuple[int, T], generation: int, update: Callable[[T], T]
-    ) -> None:
-        """Bring ``entry`` (from :meth:`entry`) to ``generation`` with ``update``, made from
-        what changed in between, if it is still the user's entry (else nothing)."""
-        with self._lock:
-            if self._items.get(user_id) is entry:
-                self._items[user_id] = (generation, update(entry[1]))
+        def apply() -> T | None:
+            with self._lock:
+                if self._items.get(user_id) is not item:
+                    return None
+                value = update(item[1])
+                self._items[user_id] = (generation, value)
+                self._items.move_to_end(user_id)
+                return value
+
+        return apply
 
     def peek(self, user_id: str) -> T | None:
         """The user's value, whatever its generation (for inspection)."""
