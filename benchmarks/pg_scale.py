@@ -32,7 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from pg import start_server  # the test server, tests/pg.py
 
 SESSION = 20
+EXACT_BELOW = 20_000  # PostgresStore's default: users below it are searched exactly
 
 
 class QueryCost(HashEmbedder):
@@ -112,16 +113,83 @@ def searches(mem: Memory, args: argparse.Namespace) -> list[float]:
 
 def measure(mem: Memory, args: argparse.Namespace, begin: int, size: int) -> dict[str, Any]:
     rate = grow(mem, args, begin, size)
+    return {"turns_per_s": round(rate, 1), **search_row(mem, args, size)}
+
+
+def search_row(mem: Memory, args: argparse.Namespace, size: int) -> dict[str, Any]:
     latencies = sorted(searches(mem, args))
     stats = mem.stats()
     return {
         "turns": size, "users": args.users, "records": sum(stats.records.values()),
-        "turns_per_s": round(rate, 1),
         "search_p50_ms": round(statistics.median(latencies), 1),
         "search_p95_ms": round(latencies[int(0.95 * (len(latencies) - 1))], 1),
         "bytes_per_1k_turns": None if stats.size_bytes is None
         else int(stats.size_bytes * 1000 / size),
     }  # fmt: skip
+
+
+def build_indexes(url: str, users: int) -> float:
+    """Build the HNSW index of every user over ``EXACT_BELOW`` vectors at once (the bulk route:
+    the turns were added with ``vector_index=False``); the seconds it took."""
+    import psycopg
+
+    from engram.store.postgres import hnsw
+
+    start = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET maintenance_work_mem = '8GB'")
+        conn.execute("SET max_parallel_maintenance_workers = 1")
+        conn.execute("SET engram.all_users = 'on'")  # row-level security: read every user
+        big = conn.execute(
+            "SELECT user_id FROM scale.records WHERE embedding IS NOT NULL "
+            "GROUP BY user_id HAVING count(*) >= %s",
+            (EXACT_BELOW,),
+        ).fetchall()
+        for (user,) in big:
+            if not hnsw.ensure(conn, "scale", user, 384):
+                raise RuntimeError(f"the HNSW index of {user} was not built")
+    return time.perf_counter() - start
+
+
+def drop_indexes(url: str) -> None:
+    """Drop every user's HNSW index (a level before made them): PostgreSQL maintains an index
+    on every insert whether or not the store would build one."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        names = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'scale' "
+            "AND indexname LIKE 'records\\_hnsw\\_%'"
+        ).fetchall()
+        for (name,) in names:
+            conn.execute(f'DROP INDEX CONCURRENTLY scale."{name}"')
+
+
+def bulk_level(
+    name: str,
+    open_mem: Callable[[bool], Memory],
+    url: str,
+    args: argparse.Namespace,
+    begin: int,
+    size: int,
+) -> dict[str, Any]:
+    """A level grown the bulk route: up to ``size - --tail`` without vector indexes (their
+    turns/s: ``bulk_turns_per_s``), the indexes built at once (``index_build_s``), then the
+    last ``--tail`` turns added with the indexes maintained: ``turns_per_s``."""
+    if name == "postgres":
+        drop_indexes(url)
+    mem = open_mem(False)
+    bulk = grow(mem, args, begin, size - args.tail)
+    mem.close()
+    built = build_indexes(url, args.users) if name == "postgres" else None
+    mem = open_mem(True)
+    rate = grow(mem, args, size - args.tail, size)
+    row = {
+        "bulk_turns_per_s": round(bulk, 1), "index_build_s": built and round(built, 1),
+        "turns_per_s": round(rate, 1), "tail_turns": args.tail, **search_row(mem, args, size),
+    }  # fmt: skip
+    mem.close()
+    return row
 
 
 TIE = 1e-3  # ann-benchmarks' epsilon: a hit within this of the k-th exact score counts
@@ -164,6 +232,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--probes", type=int, default=200)
     parser.add_argument("--shared-buffers", default="2GB", help="PostgreSQL's shared_buffers")
+    parser.add_argument(
+        "--tail", type=int, default=0,
+        help="the bulk route: grow each level without vector indexes up to its last --tail "
+        "turns, build the indexes at once, time the ingest of those last turns",
+    )  # fmt: skip
     parser.add_argument("--out")
     parser.add_argument(
         "--recall-of", metavar="URL",
@@ -182,22 +255,35 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             url = server.new_database()
-            pg = PostgresStore(url, schema="scale")
-            stores: dict[str, Store] = {"sqlite": SqliteStore(Path(tmp) / "s.db"), "postgres": pg}
-            mems = {name: Memory(store=store, embedder=embedder) for name, store in stores.items()}
+
+            def opener(name: str) -> Callable[[bool], Memory]:
+                def open_mem(indexed: bool) -> Memory:
+                    store: Store = (
+                        SqliteStore(Path(tmp) / "s.db") if name == "sqlite"
+                        else PostgresStore(url, schema="scale", vector_index=indexed)
+                    )  # fmt: skip
+                    return Memory(store=store, embedder=embedder)
+
+                return open_mem
+
             begin = 0
             for size in (int(s) for s in args.sizes.split(",")):
-                for name, mem in mems.items():
-                    row = {"backend": name, **measure(mem, args, begin, size)}
-                    if name == "postgres" and row["records"] // args.users >= pg.exact_below:
+                for name in ("postgres", "sqlite"):
+                    # one Memory per backend and level: the other backend's caches are freed
+                    if args.tail and size - args.tail > begin:
+                        row = {"backend": name, **bulk_level(
+                            name, opener(name), url, args, begin, size)}  # fmt: skip
+                    else:
+                        mem = opener(name)(True)
+                        row = {"backend": name, **measure(mem, args, begin, size)}
+                        mem.close()
+                    if name == "postgres" and row["records"] // args.users >= EXACT_BELOW:
                         row.update(hnsw_recall(url, "scale", args.probes))
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                     if args.out:  # after each row: a long run that is stopped keeps its rows
                         Path(args.out).write_text(json.dumps({"rows": rows}, indent=2) + "\n")
                 begin = size
-            for mem in mems.values():
-                mem.close()
     finally:
         server.stop()
 
