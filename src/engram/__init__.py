@@ -53,6 +53,7 @@ from engram.types import (
     SessionHit,
     StoreStats,
 )
+from engram.write.reembed import ReembedReport
 
 __version__ = "0.1.0"
 
@@ -90,6 +91,7 @@ __all__ = [
     "ProcessReport",
     "RecordFilter",
     "RecordKind",
+    "ReembedReport",
     "RetrieverScore",
     "Scope",
     "ScopeError",

@@ -60,6 +60,8 @@ class Settings:
     api_key: str | None = field(default=None, repr=False)
     llm_base_url: str | None = None
     llm_model: str | None = None
+    query_prompt: str | None = None  # for st: models (None: the model's own prompts)
+    document_prompt: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -80,11 +82,18 @@ class Settings:
             api_key=get("ENGRAM_API_KEY"),
             llm_base_url=get("ENGRAM_LLM_BASE_URL"),
             llm_model=get("ENGRAM_LLM_MODEL"),
+            query_prompt=_prompt(env.get("ENGRAM_QUERY_PROMPT")),
+            document_prompt=_prompt(env.get("ENGRAM_DOCUMENT_PROMPT")),
         )
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with the given fields changed; ``None`` values are ignored (not given)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _prompt(value: str | None) -> str | None:
+    """A prompt as given (its spaces matter: "query: "); blank counts as unset."""
+    return value if value and value.strip() else None
 
 
 def _hash_dim(arg: str) -> int:
@@ -130,7 +139,9 @@ def _model(spec: str, settings: Settings) -> Embedder:
     if kind == "hash":
         return HashEmbedder(_hash_dim(arg)) if sep else HashEmbedder()
     if kind == "st" and arg:
-        return SentenceTransformerEmbedder(arg)
+        return SentenceTransformerEmbedder(
+            arg, query_prompt=settings.query_prompt, document_prompt=settings.document_prompt
+        )
     if kind == "openai" and arg:
         if settings.openai_base_url:
             return OpenAIEmbedder(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -41,6 +41,7 @@ from engram.types import (
 from engram.write.ingest import DEFAULT_SESSION
 from engram.write.messages import MAX_CONTENT_CHARS, parse_datetime, parse_messages
 from engram.write.pipeline import SpanVectors, WritePipeline
+from engram.write.reembed import ReembedReport, reembed
 
 if TYPE_CHECKING:
     from engram.llm.base import LLM
@@ -113,7 +114,7 @@ class Memory:
         self._max_chars = max_content_chars
         self._bound = False
         self._writer = WritePipeline(
-            store, self._embed, lambda: embedder.dim, window_size, sentence_keys, span_vectors
+            store, self._embed, lambda: self.embedder.dim, window_size, sentence_keys, span_vectors
         )
 
     @classmethod
@@ -382,6 +383,27 @@ class Memory:
         if user_id is not None:
             Scope(user_id)
         return self.store.stats(user_id)
+
+    def reembed(
+        self, embedder: Embedder, *, progress: Callable[[int, int], None] | None = None
+    ) -> ReembedReport:
+        """Re-index the whole store (every user) with ``embedder`` and use it from now on:
+        every record's vector is made again with the new model, then all are swapped in one
+        transaction, so searches see the old vectors or the new ones, never a mix. Writes may
+        go on meanwhile (their records are embedded before the swap). ``progress(done,
+        total)`` is called as records are embedded. Other Memory objects and processes on
+        the store then get a ``ConfigurationError`` on their next write or search until they
+        are opened with the new embedder. For the operator: it crosses users."""
+        if not isinstance(embedder.name, str) or not embedder.name:
+            raise InvalidInputError("the new embedder needs a name")
+        report = reembed(
+            self.store, lambda texts: embed_texts(embedder, texts), embedder.name,
+            embedder.dim, span_mode=self._writer.span_mode, progress=progress,
+        )  # fmt: skip
+        self.embedder = embedder
+        self._query_vector = CachedQueryEmbedder(embedder)
+        self._bound = True
+        return report
 
     # -- lifecycle ------------------------------------------------------------------------------
 

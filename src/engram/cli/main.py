@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import click
 
 from engram import EngramError, __version__
-from engram.cli import bench, llm, mcp, records, search, serve, write
+from engram.cli import bench, llm, mcp, records, reembed, search, serve, write
 from engram.cli.app import App, common_options
 
 __all__ = ["REGISTER_COMMANDS", "cli", "main"]
@@ -52,6 +52,7 @@ REGISTER_COMMANDS: tuple[Callable[[click.Group], None], ...] = (
     write.register,
     search.register,
     records.register,
+    reembed.register,
     bench.register,
     llm.register,
     serve.register,

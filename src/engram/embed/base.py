@@ -39,6 +39,11 @@ class Embedder(Protocol):
         ...
 
 
+# An embedder may also have ``embed_queries(texts) -> Vectors``: how it embeds search queries
+# when the model wants them embedded unlike the texts it indexes (a query prompt, e.g. e5's
+# "query: "). Without it, queries go through ``embed_batch`` like everything else.
+
+
 class WrappingEmbedder:
     """Base of an embedder that serves another one, ``inner`` (a cache, a batcher): it is the
     same model, so it has the inner embedder's name and dimension."""
@@ -53,16 +58,30 @@ class WrappingEmbedder:
     def dim(self) -> int:
         return self.inner.dim
 
+    def embed_batch(self, texts: Sequence[str]) -> Vectors:
+        return self.inner.embed_batch(texts)
 
-def embed_texts(embedder: Embedder, texts: Sequence[str], batch_size: int = 256) -> Vectors:
-    """Embed ``texts`` in batches; check the shape and values; L2-normalise each row."""
+    def embed_queries(self, texts: Sequence[str]) -> Vectors:
+        """The inner embedder's query route if it has one (past any cache of this wrapper: a
+        query's vector is not a document's); else this wrapper's ``embed_batch``."""
+        queries = getattr(self.inner, "embed_queries", None)
+        return queries(texts) if queries is not None else self.embed_batch(texts)
+
+
+def embed_texts(
+    embedder: Embedder, texts: Sequence[str], batch_size: int = 256, *, queries: bool = False
+) -> Vectors:
+    """Embed ``texts`` in batches (``queries``: as search queries, through the embedder's
+    ``embed_queries`` if it has one); check the shape and values; L2-normalise each row."""
     if not texts:
         return np.zeros((0, embedder.dim), dtype=np.float32)
+    route = getattr(embedder, "embed_queries", None) if queries else None
+    embed = route if route is not None else embedder.embed_batch
     parts = []
     for start in range(0, len(texts), batch_size):
         chunk = texts[start : start + batch_size]
         try:
-            out = np.asarray(embedder.embed_batch(chunk), dtype=np.float32)
+            out = np.asarray(embed(chunk), dtype=np.float32)
         except EmbeddingError:
             raise
         except Exception as exc:  # a model or network failure, reported as ours
@@ -105,7 +124,7 @@ class CachedQueryEmbedder:
             if cached is not None:
                 self._cache.move_to_end(query)
                 return cached
-        vec: Vectors = embed_texts(self.embedder, [query])[0]
+        vec: Vectors = embed_texts(self.embedder, [query], queries=True)[0]
         with self._lock:
             self._cache[query] = vec
             self._cache.move_to_end(query)

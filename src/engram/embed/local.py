@@ -44,22 +44,48 @@ class SentenceTransformerEmbedder:
 
     ``model`` is ``BUNDLED_MODEL`` (the default), a local directory, or a Hugging Face model name
     (which needs network access the first time, like any hub model).
+
+    Prompts: models trained with instructions want queries and indexed texts marked (e5:
+    ``"query: "`` / ``"passage: "``; EmbeddingGemma: ``"task: search result | query: "`` /
+    ``"title: none | text: "``). The model's own ``prompts`` (its
+    ``config_sentence_transformers.json``: ``query``, and ``document`` or ``passage``) are used
+    unless ``query_prompt`` / ``document_prompt`` are given ("" for none). A document prompt
+    given here ("" too) is part of :attr:`name`, since it changes every stored vector; the query
+    prompt only changes how searches are embedded (:meth:`embed_queries`).
     """
 
     def __init__(
-        self, model: str = BUNDLED_MODEL, *, device: str = "cpu", batch_size: int = 64
+        self,
+        model: str = BUNDLED_MODEL,
+        *,
+        device: str = "cpu",
+        batch_size: int = 64,
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
     ) -> None:
         self._model_name = model
         self._device = device
         self._batch_size = batch_size
         self._model: Any = None
         self._dim: int | None = None
+        self._given = (query_prompt, document_prompt)
+        self._prompts: tuple[str, str] = ("", "")  # (query, document), set when loaded
 
     @property
     def name(self) -> str:
-        if self._model_name == BUNDLED_MODEL:
-            return "sentence-transformers/all-MiniLM-L6-v2"
-        return self._model_name
+        base = (
+            "sentence-transformers/all-MiniLM-L6-v2"
+            if self._model_name == BUNDLED_MODEL
+            else self._model_name
+        )
+        document = self._given[1]
+        return base if document is None else f"{base} (document prompt {document!r})"
+
+    @property
+    def prompts(self) -> tuple[str, str]:
+        """The (query, document) prompts in use ("" for none); loads the model."""
+        self._load()
+        return self._prompts
 
     @property
     def dim(self) -> int:
@@ -96,16 +122,34 @@ class SentenceTransformerEmbedder:
         dim = get_dim()
         if not isinstance(dim, int):
             raise ConfigurationError(f"model {self._model_name!r} does not report its dimension")
+        own = dict(getattr(model, "prompts", None) or {})
+        query, document = self._given
+        self._prompts = (
+            str(own.get("query") or "") if query is None else query,
+            str(own.get("document") or own.get("passage") or "") if document is None else document,
+        )
         return dim, model
 
     def embed_batch(self, texts: Sequence[str]) -> Vectors:
         """Embed in batches of similar length (see :func:`length_batches`): a batch is padded to
         its longest text, so one long turn in a batch of short sentences costs as if they were
         all long (2.8-4x slower on LongMemEval-shaped sessions, docs/benchmarks.md)."""
+        return self._embed(texts, self._document_prompt())
+
+    def embed_queries(self, texts: Sequence[str]) -> Vectors:
+        """Embed search queries: with the query prompt, if the model has one."""
+        self._load()
+        return self._embed(texts, self._prompts[0])
+
+    def _document_prompt(self) -> str:
+        self._load()
+        return self._prompts[1]
+
+    def _embed(self, texts: Sequence[str], prompt: str) -> Vectors:
         model = self._load()
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for batch in length_batches([len(t) for t in texts], max_batch=self._batch_size):
-            out[batch] = _encode(model, [texts[i] for i in batch])
+            out[batch] = _encode(model, [texts[i] for i in batch], prompt)
         return out
 
 
@@ -113,7 +157,7 @@ SMALL_CALL = 512  # characters: a model call this small runs on one thread (a qu
 _ENCODING = threading.Lock()
 
 
-def _encode(model: Any, texts: list[str]) -> Any:
+def _encode(model: Any, texts: list[str], prompt: str = "") -> Any:
     """One model call, one at a time in the process; a small one (a query) on one torch
     thread. Torch's thread count is process-wide, hence the lock. Two OpenMP threads cost a
     short text more than they save: they spin while waiting, and on a shared machine the
@@ -133,6 +177,7 @@ def _encode(model: Any, texts: list[str]) -> Any:
                 convert_to_numpy=True,
                 normalize_embeddings=True,
                 show_progress_bar=False,
+                **({"prompt": prompt} if prompt else {}),
             )
         finally:
             if small and threads > 1:

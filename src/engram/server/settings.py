@@ -48,6 +48,8 @@ class ServerSettings(BaseSettings):
     embed_cache: str | None = None
     openai_base_url: str | None = None
     openai_api_key: SecretStr | None = None
+    query_prompt: str | None = None  # st: models only (None: the model's own prompts)
+    document_prompt: str | None = None
     # the REST server
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8765
@@ -126,7 +128,8 @@ class ServerSettings(BaseSettings):
         key = self.openai_api_key.get_secret_value() if self.openai_api_key else None
         return Settings(
             db=self.db, embedder=self.embedder, openai_base_url=self.openai_base_url,
-            openai_api_key=key, embed_cache=self.embed_cache,
+            openai_api_key=key, embed_cache=self.embed_cache, query_prompt=self.query_prompt,
+            document_prompt=self.document_prompt,
         )  # fmt: skip
 
     @property

@@ -129,7 +129,20 @@ class Store(Protocol):
 
     def bind_embedder(self, name: str, dim: int) -> None:
         """Record which embedder the vectors come from; raise ``ConfigurationError`` if the
-        store already holds vectors of another embedder or dimension."""
+        store already holds vectors of another embedder or dimension. Every later write of this
+        store object checks, in its transaction, that the store is still bound to ``name`` (a
+        :meth:`replace_vectors` by another process) and raises ``ConfigurationError`` if not."""
+        ...
+
+    def replace_vectors(
+        self, name: str, dim: int, ids: Sequence[str], vectors: Vectors
+    ) -> builtins.list[tuple[str, str]]:
+        """Re-index under another embedder, all at once: in one transaction, give every record
+        of every user the vector of its id in ``ids`` (row ``i`` of ``vectors``) and bind the
+        store to ``name`` / ``dim``. If a record has no vector there (written since the ids
+        were read), write nothing and return the ``(user_id, id)`` of each such record. Ids
+        of records deleted meanwhile are ignored. Searches see the old vectors or the new ones,
+        never a mix."""
         ...
 
     def add(

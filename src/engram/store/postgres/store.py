@@ -38,6 +38,7 @@ from engram.store.postgres.readers import (
     speakers,
     store_stats,
 )
+from engram.store.postgres.reembed import check_bound, replace_all
 from engram.store.postgres.schema import (
     MIGRATIONS,
     check_schema_name,
@@ -108,6 +109,7 @@ class PostgresStore:
         self.vector_index = vector_index
         self._timeout = float(timeout)
         self._lock = threading.Lock()
+        self._embedder: str | None = None  # bound by bind_embedder; checked by every write
         with translate_errors(self.where, timeout=self._timeout):
             with connect_once(url, timeout=self._timeout) as conn:
                 self._prepare(conn)
@@ -178,6 +180,8 @@ class PostgresStore:
             raise StoreError(f"{self.where} is opened read-only; nothing was written")
         with self._transaction(user_id) as conn:
             yield conn
+            if self._embedder is not None:  # last: a re-index that committed meanwhile shows
+                check_bound(conn, self.where, self._embedder)
 
     def _check(self, records: Sequence[MemoryRecord], vectors_: Vectors) -> None:
         if len(records) != len(vectors_):
@@ -200,8 +204,24 @@ class PostgresStore:
                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                             (key, value),
                         )
-        self._dim = dim
+        self._dim, self._embedder = dim, name
         self._indexed = self.vector_index and dim <= hnsw.HALFVEC_MAX_DIM
+
+    def replace_vectors(
+        self, name: str, dim: int, ids: Sequence[str], vectors: Vectors
+    ) -> builtins.list[tuple[str, str]]:
+        if self.read_only:
+            raise StoreError(f"{self.where} is opened read-only; nothing was written")
+        with self._transaction(None, all_users=True) as conn:
+            lock_schema(conn, self.schema)
+            if self._embedder is not None:
+                check_bound(conn, self.where, self._embedder)
+            missing, users = replace_all(conn, self.schema, name, dim, ids, vectors)
+        if not missing:
+            self._dim, self._embedder = dim, name
+            self._indexed = self.vector_index and dim <= hnsw.HALFVEC_MAX_DIM
+            self._index_users(set(users))
+        return missing
 
     def _index_users(self, users: set[str]) -> None:
         """Build the HNSW index of each of ``users`` who has reached ``exact_below`` vectors and
@@ -372,6 +392,8 @@ class PostgresStore:
         self, vector: Vectors, where: RecordFilter, limit: int
     ) -> builtins.list[ScoredId]:
         with self._reading(where.user_id) as conn:
+            if self._embedder is not None:  # not re-indexed by another process since bound
+                check_bound(conn, self.where, self._embedder)
             return vectors.search(
                 conn, vector, where, limit, dim=self._dim, schema=self.schema,
                 indexed=self._indexed, exact_below=self.exact_below, ef_search=self.ef_search,

@@ -49,6 +49,7 @@ from engram.store.sqlite.ops import (
     write_history,
 )
 from engram.store.sqlite.readers import ReadConnections
+from engram.store.sqlite.reembed import check_bound, replace_all
 from engram.store.sqlite.refs import USERS, RefMemos
 from engram.store.sqlite.rows import (
     AFTER_SQL,
@@ -116,6 +117,7 @@ class SqliteStore:
         self._speakers: UserCache[frozenset[str]] = UserCache(cached_users)
         self._refs = RefMemos(min(cached_users, USERS))
         self._dim: int | None = None
+        self._embedder: str | None = None  # bound by bind_embedder; checked by every write
         self._unscrubbed = False  # a delete's log truncation is still to do
         self._conn, self.read_only = open_database(
             self.path, timeout=self._timeout, read_only=read_only
@@ -143,6 +145,8 @@ class SqliteStore:
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
+                if self._embedder is not None:
+                    check_bound(self._conn, self.path, self._embedder)
                 yield self._conn
                 self._conn.execute("COMMIT")
             except BaseException as exc:
@@ -182,7 +186,17 @@ class SqliteStore:
                 if not check_embedder(conn, self.path, name, dim):  # again, under the lock
                     conn.execute("INSERT OR REPLACE INTO meta VALUES ('embedder', ?)", (name,))
                     conn.execute("INSERT OR REPLACE INTO meta VALUES ('dim', ?)", (str(dim),))
-        self._dim = dim
+        self._dim, self._embedder = dim, name
+
+    def replace_vectors(
+        self, name: str, dim: int, ids: Sequence[str], vectors: Vectors
+    ) -> builtins.list[tuple[str, str]]:
+        with self._lock:
+            with self._tx() as conn:
+                missing = replace_all(conn, name, dim, ids, vectors)
+            if not missing:
+                self._dim, self._embedder = dim, name
+        return missing
 
     def _check(self, records: Sequence[MemoryRecord], vectors: Vectors) -> None:
         if len(records) != len(vectors):
@@ -434,10 +448,15 @@ class SqliteStore:
         with self._reading() as conn:
             now = generation(conn, user_id)
             m = self._matrices.get(
-                user_id, now.gen, lambda: load_user_matrix(conn, user_id, dim),
+                user_id, now.gen, lambda: self._load_matrix(conn, user_id, dim),
                 follow_matrix(conn, now, dim),  # another process only inserted since: its rows
             )  # fmt: skip
             return m.search(conn, vector, where, limit)  # its lock: not during SQL
+
+    def _load_matrix(self, conn: sqlite3.Connection, user_id: str, dim: int) -> UserMatrix:
+        if self._embedder is not None:  # not re-indexed by another process since bound
+            check_bound(conn, self.path, self._embedder)
+        return load_user_matrix(conn, user_id, dim)
 
     def stats(self, user_id: str | None = None) -> StoreStats:
         with self._reading() as conn:

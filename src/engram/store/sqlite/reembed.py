@@ -1,0 +1,52 @@
+"""Re-indexing a SQLite store under another embedder in one transaction
+(:meth:`~engram.store.base.Store.replace_vectors`)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+import numpy as np
+
+from engram.embed.base import Vectors
+from engram.errors import ConfigurationError
+from engram.store.sqlite.ops import bump
+
+__all__ = ["check_bound", "replace_all"]
+
+
+def check_bound(conn: sqlite3.Connection, path: str, name: str) -> None:
+    """Raise unless the store is still bound to the embedder ``name`` (another process may have
+    re-indexed it with another model since this one bound it)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
+    if row is not None and row[0] != name:
+        raise ConfigurationError(
+            f"{path} was re-indexed with embedder {row[0]!r} since this process bound "
+            f"{name!r}: open it again with the new embedder"
+        )
+
+
+def replace_all(
+    conn: sqlite3.Connection, name: str, dim: int, ids: Sequence[str], vectors: Vectors
+) -> list[tuple[str, str]]:
+    """In the caller's write transaction: every record's vector from ``ids`` / ``vectors`` and
+    the embedder recorded, or nothing and the records that have no vector given."""
+    where = {record_id: i for i, record_id in enumerate(ids)}
+    rows = conn.execute("SELECT rowid, id, user_id FROM records").fetchall()
+    missing = [(user_id, record_id) for _, record_id, user_id in rows if record_id not in where]
+    if missing:
+        return missing
+    if len(ids) and vectors.shape[1] != dim:
+        raise ConfigurationError(f"vectors have dimension {vectors.shape[1]}, not {dim}")
+    conn.executemany(
+        "UPDATE vectors SET vector = ? WHERE rowid = ?",
+        (
+            (np.asarray(vectors[where[record_id]], dtype=np.float32).tobytes(), rowid)
+            for rowid, record_id, _ in rows
+        ),
+    )
+    for key, value in (("embedder", name), ("dim", str(dim))):
+        conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+    for user_id in sorted({user_id for _, _, user_id in rows}):
+        bump(conn, user_id, insert_only=False)  # every cached matrix is stale
+    return []

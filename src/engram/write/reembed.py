@@ -1,0 +1,131 @@
+"""Re-indexing a whole store under another embedder: every record's vector made again with the
+new model, then swapped in at once (:meth:`~engram.store.base.Store.replace_vectors`), so a
+search never ranks vectors of two models against each other.
+
+Which vector each record gets is the write pipeline's rule: a turn, sentence, fact or summary
+embeds its key text; a round or window key gets the normalised mean of its turns' vectors
+(``span_vectors="mean"``, the default) or embeds its joined text (``"embed"``). The store is
+read user by user in pages (keyset), the texts are embedded in batches outside any
+transaction (writes go on meanwhile), and the swap is one transaction. Records written while
+the model ran are embedded and the swap tried again, up to ``passes`` times.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from engram.embed.base import Vectors, normalise_rows
+from engram.errors import ConflictError
+from engram.store.base import Store
+from engram.types import MemoryRecord, RecordFilter, RecordKind
+
+__all__ = ["Progress", "ReembedReport", "reembed"]
+
+Progress = Callable[[int, int], None]  # (records done, records in all)
+SPANS = (RecordKind.ROUND, RecordKind.WINDOW)
+_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class ReembedReport:
+    """What a re-index did: ``records`` given new vectors, ``texts`` sent to the model,
+    ``passes`` swaps tried (more than one: records were written meanwhile), ``seconds``."""
+
+    embedder: str
+    dim: int
+    records: int
+    texts: int
+    passes: int
+    seconds: float
+
+
+def _every_record(store: Store) -> list[MemoryRecord]:
+    records: list[MemoryRecord] = []
+    after_user: str | None = None
+    while users := store.users(limit=_PAGE, after=after_user):
+        for user_id in users:
+            page: list[MemoryRecord] = []
+            while page := store.list(
+                RecordFilter(user_id), limit=_PAGE, after=page[-1] if page else None
+            ):
+                records.extend(page)
+        after_user = users[-1]
+    return records
+
+
+def _new_vectors(
+    records: Sequence[MemoryRecord],
+    known: dict[str, Vectors],
+    embed: Callable[[Sequence[str]], Vectors],
+    span_mode: str,
+    batch: int,
+    progress: Progress | None,
+    total: int,
+) -> int:
+    """Put a vector for each of ``records`` into ``known`` (id -> vector); the texts embedded."""
+    mean = [r for r in records if r.kind in SPANS and span_mode == "mean"]
+    direct = [r for r in records if not (r.kind in SPANS and span_mode == "mean")]
+    done = len(known)
+    for start in range(0, len(direct), batch):
+        chunk = direct[start : start + batch]
+        known.update(zip([r.id for r in chunk], embed([r.key_text for r in chunk]), strict=True))
+        done += len(chunk)
+        if progress is not None:
+            progress(done, total)
+    texts = len(direct)
+    orphans = [r for r in mean if not all(t in known for t in r.provenance)]
+    if orphans:  # a span whose turns are gone (never in a consistent store): its own text
+        own = embed([r.key_text for r in orphans])
+        known.update(zip([r.id for r in orphans], own, strict=True))
+        texts += len(orphans)
+    for r in mean:
+        if r.id not in known:
+            known[r.id] = normalise_rows(np.mean([known[t] for t in r.provenance], axis=0)[None])[0]
+    if progress is not None:
+        progress(len(known), total)
+    return texts
+
+
+def reembed(
+    store: Store,
+    embed: Callable[[Sequence[str]], Vectors],
+    name: str,
+    dim: int,
+    *,
+    span_mode: str = "mean",
+    batch: int = 256,
+    passes: int = 3,
+    progress: Progress | None = None,
+) -> ReembedReport:
+    """Give every record of ``store`` a vector from ``embed`` (the embedder ``name`` of
+    ``dim`` dimensions) and bind the store to it, in one swap; see the module's text."""
+    start = time.perf_counter()
+    todo = _every_record(store)
+    known: dict[str, Vectors] = {}
+    texts = 0
+    for attempt in range(1, passes + 1):
+        total = len(known) + len(todo)
+        texts += _new_vectors(todo, known, embed, span_mode, batch, progress, total)
+        ids = list(known)
+        matrix = np.vstack([known[i] for i in ids]) if ids else np.zeros((0, dim), np.float32)
+        missing = store.replace_vectors(name, dim, ids, matrix)
+        if not missing:
+            return ReembedReport(
+                name, dim, len(ids), texts, attempt, round(time.perf_counter() - start, 3)
+            )
+        todo = _records_of(store, missing)
+    raise ConflictError(
+        f"records kept being written while the store was re-indexed ({passes} tries); "
+        "nothing was changed: try again when writes are quieter"
+    )
+
+
+def _records_of(store: Store, missing: Sequence[tuple[str, str]]) -> list[MemoryRecord]:
+    by_user: dict[str, list[str]] = {}
+    for user_id, record_id in missing:
+        by_user.setdefault(user_id, []).append(record_id)
+    return [r for user_id, ids in by_user.items() for r in store.get_many(user_id, ids)]
