@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Protocol
 
 from engram.embed.base import Vectors
+from engram.errors import ConfigurationError
 from engram.types import HistoryEvent, KeyRef, MemoryRecord, RecordFilter, StoreStats, Usage
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "SessionTail",
     "Sources",
     "Store",
+    "check_still_bound",
     "prefix_end",
 ]
 
@@ -109,6 +111,17 @@ class FactChange:
         SUPERSEDE)."""
         written = tuple(n for n in self.notes if n.event in ("ADD", "UPDATE"))
         return written, tuple(n for n in self.notes if n.event not in ("ADD", "UPDATE"))
+
+
+def check_still_bound(where: str, recorded: str | None, name: str) -> None:
+    """Raise unless the embedder the store records now (``recorded``) is ``name``, the one
+    this store object bound: another process may have re-indexed it with another model
+    (:meth:`Store.replace_vectors`) since."""
+    if recorded is not None and recorded != name:
+        raise ConfigurationError(
+            f"{where} was re-indexed with embedder {recorded!r} since this process bound "
+            f"{name!r}: open it again with the new embedder"
+        )
 
 
 def prefix_end(prefix: str) -> str | None:

@@ -11,6 +11,7 @@ from psycopg import Connection, sql
 
 from engram.embed.base import Vectors
 from engram.errors import ConfigurationError
+from engram.store.base import check_still_bound
 from engram.store.postgres import hnsw
 
 __all__ = ["check_bound", "replace_all"]
@@ -24,14 +25,9 @@ _UPDATE = (
 
 
 def check_bound(conn: Connection[Any], where: str, name: str) -> None:
-    """Raise unless the store is still bound to the embedder ``name`` (another process may have
-    re-indexed it with another model since this one bound it)."""
+    """Raise unless the store is still bound to the embedder ``name``."""
     row = conn.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
-    if row is not None and row[0] != name:
-        raise ConfigurationError(
-            f"{where} was re-indexed with embedder {row[0]!r} since this process bound "
-            f"{name!r}: open it again with the new embedder"
-        )
+    check_still_bound(where, None if row is None else str(row[0]), name)
 
 
 def replace_all(
