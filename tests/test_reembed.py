@@ -95,6 +95,8 @@ def test_other_store_objects_are_refused_after_a_reindex(
         with pytest.raises(ConfigurationError, match="re-indexed"):
             second.vector_search(vec(0)[0], RecordFilter("u1"), 1)
         first.add([rec("c", "a cat", seq=2)], _new_vectors(1))  # the re-indexer writes on
+        assert second.delete("u1", "b") == ["b"]  # erasure never waits for a restart
+        assert second.forget("u1") == 2
     finally:
         first.close()
         second.close()

@@ -175,12 +175,14 @@ class PostgresStore:
                 yield conn
 
     @contextmanager
-    def _writing(self, user_id: str | None) -> Iterator[Connection[Any]]:
+    def _writing(self, user_id: str | None, *, vectors: bool = False) -> Iterator[Connection[Any]]:
+        """A write transaction acting for ``user_id``; one that writes ``vectors`` checks at its
+        end that the store is still bound to this object's embedder (erasure never waits)."""
         if self.read_only:
             raise StoreError(f"{self.where} is opened read-only; nothing was written")
         with self._transaction(user_id) as conn:
             yield conn
-            if self._embedder is not None:  # last: a re-index that committed meanwhile shows
+            if vectors and self._embedder is not None:  # last: a re-index committed meanwhile
                 check_bound(conn, self.where, self._embedder)
 
     def _check(self, records: Sequence[MemoryRecord], vectors_: Vectors) -> None:
@@ -251,7 +253,7 @@ class PostgresStore:
         jobs: Sequence[Job] = (),
     ) -> builtins.list[MemoryRecord]:
         self._check(records, vectors)
-        with self._writing(None) as conn:
+        with self._writing(None, vectors=True) as conn:
             sessions = {(r.user_id, r.session_id) for r in records if r.kind is RecordKind.TURN}
             if expect is not None:
                 sessions.add((expect.user_id, expect.session_id))
@@ -284,7 +286,7 @@ class PostgresStore:
         self._check(add, fresh)
         if any(r.user_id != user_id for r in add):
             raise ScopeError("update can only add records of the user it acts for")
-        with self._writing(user_id) as conn:
+        with self._writing(user_id, vectors=True) as conn:
             touched = records_by_id(conn, user_id, [i for i, _ in texts] + list(drop))
             ops.lock_sessions(conn, [(user_id, r.session_id) for r in touched])
             if expect is not None and texts:
@@ -412,7 +414,7 @@ class PostgresStore:
         if len(vectors_) != added + len(change.rewrite):
             raise StoreError(f"{added + len(change.rewrite)} facts but {len(vectors_)} vectors")
         self._check(change.add, vectors_[:added])
-        with self._writing(change.user_id) as conn:
+        with self._writing(change.user_id, vectors=True) as conn:
             ops.lock_sessions(conn, [(change.user_id, r.session_id) for r in change.add])
             written = facts.apply_change(conn, change, vectors_)
         self._index_users({change.user_id} if change.add else set())

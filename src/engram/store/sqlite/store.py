@@ -139,13 +139,15 @@ class SqliteStore:
     # -- plumbing -------------------------------------------------------------------------------
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, vectors: bool = False) -> Iterator[sqlite3.Connection]:
+        """A write transaction; one that writes ``vectors`` first checks that the store is still
+        bound to this object's embedder (erasure never waits for that)."""
         if self.read_only:
             raise StoreError(f"{self.path} is read-only; nothing was written")
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                if self._embedder is not None:
+                if vectors and self._embedder is not None:
                     check_bound(self._conn, self.path, self._embedder)
                 yield self._conn
                 self._conn.execute("COMMIT")
@@ -214,7 +216,7 @@ class SqliteStore:
     ) -> builtins.list[MemoryRecord]:
         self._check(records, vectors)
         with self._lock:
-            with self._tx() as conn:
+            with self._tx(vectors=True) as conn:
                 if expect is not None:
                     check_tail(conn, expect, [r.id for r in records])
                 behind = [
@@ -266,7 +268,7 @@ class SqliteStore:
         if any(r.user_id != user_id for r in add):
             raise ScopeError("update can only add records of the user it acts for")
         with self._lock:  # caches follow the writes in commit order
-            with self._tx() as conn:
+            with self._tx(vectors=True) as conn:
                 if expect is not None and texts:
                     check_sources(conn, user_id, texts[0][0], expect)
                 updated, changed = update_texts(conn, user_id, texts, vectors)
@@ -470,7 +472,7 @@ class SqliteStore:
             raise StoreError(f"{added + len(change.rewrite)} facts but {len(vectors)} vectors")
         self._check(change.add, vectors[:added])
         with self._lock:  # caches follow the writes in commit order
-            with self._tx() as conn:
+            with self._tx(vectors=True) as conn:
                 inserted, rewritten, changed = facts.apply_change(conn, change, vectors)
                 step = bump(conn, user_id, insert_only=False)
             rows, new = rows_of(inserted, vectors[:added])
