@@ -102,12 +102,12 @@ def test_other_store_objects_are_refused_after_a_reindex(
         second.close()
 
 
-def _conversation(mem: Memory, user: str, n: int) -> None:
+def _conversation(mem: Memory, user: str, n: int, prefix: str = "s") -> None:
     for s in range(n):
         mem.add(
             [{"role": "user", "content": f"I went hiking on trail {s}. It rained a lot there."},
              {"role": "assistant", "content": f"Trail {s} sounds wet. Did you bring a coat?"}],
-            user_id=user, session_id=f"s{s}",
+            user_id=user, session_id=f"{prefix}{s}",
         )  # fmt: skip
 
 
@@ -166,12 +166,16 @@ def test_writes_during_a_reembed_are_reindexed_too(tmp_path: Path) -> None:
     mem = Memory(store=SqliteStore(path), embedder=HashEmbedder(DIM))
     other = Memory(store=SqliteStore(path), embedder=HashEmbedder(DIM))  # another process's
     _conversation(mem, "u1", 2)
-    racing = _Racing(16, lambda: _conversation(other, "u2", 2))
+    # while u1's records are embedded: more of u1 (read already) and a new user u2 (read next)
+    racing = _Racing(
+        16, lambda: (_conversation(other, "u1", 2, prefix="late"), _conversation(other, "u2", 2))
+    )
     report = mem.reembed(racing)
-    assert report.passes == 2
+    assert report.passes == 2  # u1's late sessions were missing from the first swap
     assert report.records == len(_every_id(mem.store))
-    hits = mem.search("trail 1 rained", user_id="u2", limit=1)
-    assert hits and "trail 1" in hits[0].record.text
+    for user, session in (("u1", "late1"), ("u2", "s1")):
+        hits = mem.search("trail 1 rained", user_id=user, limit=1, session_id=session)
+        assert hits and "trail 1" in hits[0].record.text
     with pytest.raises(ConfigurationError, match="re-indexed"):
         _conversation(other, "u2", 3)
     other.close()

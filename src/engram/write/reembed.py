@@ -5,15 +5,16 @@ search never ranks vectors of two models against each other.
 Which vector each record gets is the write pipeline's rule: a turn, sentence, fact or summary
 embeds its key text; a round or window key gets the normalised mean of its turns' vectors
 (``span_vectors="mean"``, the default) or embeds its joined text (``"embed"``). The store is
-read user by user in pages (keyset), the texts are embedded in batches outside any
-transaction (writes go on meanwhile), and the swap is one transaction. Records written while
+read user by user in pages (keyset), each user's texts embedded in batches outside any
+transaction (writes go on meanwhile; only the new vectors are kept), and the swap is one
+transaction. Records written while
 the model ran are embedded and the swap tried again, up to ``passes`` times.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,17 +44,18 @@ class ReembedReport:
     seconds: float
 
 
-def _every_record(store: Store) -> list[MemoryRecord]:
+def _users(store: Store) -> Iterator[str]:
+    after: str | None = None
+    while users := store.users(limit=_PAGE, after=after):
+        yield from users
+        after = users[-1]
+
+
+def _records(store: Store, user_id: str) -> list[MemoryRecord]:
     records: list[MemoryRecord] = []
-    after_user: str | None = None
-    while users := store.users(limit=_PAGE, after=after_user):
-        for user_id in users:
-            page: list[MemoryRecord] = []
-            while page := store.list(
-                RecordFilter(user_id), limit=_PAGE, after=page[-1] if page else None
-            ):
-                records.extend(page)
-        after_user = users[-1]
+    page: list[MemoryRecord] = []
+    while page := store.list(RecordFilter(user_id), limit=_PAGE, after=page[-1] if page else None):
+        records.extend(page)
     return records
 
 
@@ -104,12 +106,13 @@ def reembed(
     """Give every record of ``store`` a vector from ``embed`` (the embedder ``name`` of
     ``dim`` dimensions) and bind the store to it, in one swap; see the module's text."""
     start = time.perf_counter()
-    todo = _every_record(store)
-    known: dict[str, Vectors] = {}
-    texts = 0
+    known: dict[str, Vectors] = {}  # record id -> new vector: all that is kept of a record
+    total = sum(store.stats().records.values())
+    texts = sum(
+        _new_vectors(_records(store, user), known, embed, span_mode, batch, progress, total)
+        for user in _users(store)
+    )
     for attempt in range(1, passes + 1):
-        total = len(known) + len(todo)
-        texts += _new_vectors(todo, known, embed, span_mode, batch, progress, total)
         ids = list(known)
         matrix = np.vstack([known[i] for i in ids]) if ids else np.zeros((0, dim), np.float32)
         missing = store.replace_vectors(name, dim, ids, matrix)
@@ -117,7 +120,10 @@ def reembed(
             return ReembedReport(
                 name, dim, len(ids), texts, attempt, round(time.perf_counter() - start, 3)
             )
-        todo = _records_of(store, missing)
+        if attempt < passes:  # written while the model ran: theirs too, and try again
+            todo = _records_of(store, missing)
+            total = len(known) + len(todo)
+            texts += _new_vectors(todo, known, embed, span_mode, batch, progress, total)
     raise ConflictError(
         f"records kept being written while the store was re-indexed ({passes} tries); "
         "nothing was changed: try again when writes are quieter"
