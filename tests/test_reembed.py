@@ -25,6 +25,7 @@ from engram import (
 )
 from engram.cli.main import main
 from engram.embed.base import Vectors, embed_texts, normalise_rows
+from engram.store.base import text_digest
 from test_store_contract import DIM, rec, vec
 
 NEW = 4
@@ -32,6 +33,12 @@ NEW = 4
 
 def _every_id(store: Store, users: Sequence[str] = ("u1", "u2")) -> list[str]:
     return [r.id for u in users for r in store.list(RecordFilter(u), limit=1000)]
+
+
+def _digests(store: Store, ids: Sequence[str]) -> list[int]:
+    """The text digest of each of ``ids`` as stored (0: no such record)."""
+    texts = {r.id: r.text for u in ("u1", "u2") for r in store.list(RecordFilter(u), limit=1000)}
+    return [text_digest(texts[i]) if i in texts else 0 for i in ids]
 
 
 def _new_vectors(n: int) -> Vectors:
@@ -54,7 +61,7 @@ def filled(store: Store) -> Store:
 def test_replace_vectors_swaps_every_vector_and_the_binding(filled: Store) -> None:
     ids = _every_id(filled)
     new = _new_vectors(len(ids))
-    assert filled.replace_vectors("new", NEW, ids, new) == []
+    assert filled.replace_vectors("new", NEW, ids, new, _digests(filled, ids)) == []
     for user in ("u1", "u2"):
         mine = [i for i in ids if i in _every_id(filled, (user,))]
         got = filled.get_vectors(user, mine)
@@ -70,7 +77,13 @@ def test_replace_vectors_swaps_every_vector_and_the_binding(filled: Store) -> No
 def test_replace_vectors_writes_nothing_when_a_record_has_no_vector(filled: Store) -> None:
     ids = [i for i in _every_id(filled) if i != "x"] + ["gone"]  # an unknown id is ignored
     before = filled.get_vectors("u1", ["a", "b"])
-    assert filled.replace_vectors("new", NEW, ids, _new_vectors(len(ids))) == [("u2", "x")]
+    digests = _digests(filled, ids)
+    assert filled.replace_vectors("new", NEW, ids, _new_vectors(len(ids)), digests) == [("u2", "x")]
+    digests[ids.index("b")] = text_digest("what b said before an update")
+    ids.append("x")
+    digests.append(_digests(filled, ["x"])[0])
+    stale = filled.replace_vectors("new", NEW, ids, _new_vectors(len(ids)), digests)
+    assert stale == [("u1", "b")]  # its vector was made from another text
     assert np.array_equal(filled.get_vectors("u1", ["a", "b"]), before)
     filled.bind_embedder("old", DIM)  # still bound to the old embedder
     assert [i for i, _ in filled.vector_search(vec(1)[0], RecordFilter("u1"), 1)] == ["b"]
@@ -88,7 +101,8 @@ def test_other_store_objects_are_refused_after_a_reindex(
         first.add([rec("a", "a fox"), rec("b", "a dog", seq=1)], vec(0, 1))
         assert second.vector_search(vec(0)[0], RecordFilter("u1"), 1)[0][0] == "a"
         ids = _every_id(first, ("u1",))
-        assert first.replace_vectors("new", NEW, ids, _new_vectors(len(ids))) == []
+        new = _new_vectors(len(ids))
+        assert first.replace_vectors("new", NEW, ids, new, _digests(first, ids)) == []
         with pytest.raises(ConfigurationError, match="re-indexed with embedder 'new'"):
             second.add([rec("c", "a cat", seq=2)], vec(2))
         assert [r.id for r in first.list(RecordFilter("u1"), limit=10)] == ["a", "b"]
@@ -178,6 +192,23 @@ def test_writes_during_a_reembed_are_reindexed_too(tmp_path: Path) -> None:
         assert hits and "trail 1" in hits[0].record.text
     with pytest.raises(ConfigurationError, match="re-indexed"):
         _conversation(other, "u2", 3)
+    other.close()
+    mem.close()
+
+
+def test_an_update_during_a_reembed_is_embedded_again(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    mem = Memory(store=SqliteStore(path), embedder=HashEmbedder(DIM))
+    other = Memory(store=SqliteStore(path), embedder=HashEmbedder(DIM))
+    _conversation(mem, "u1", 2)
+    turn = mem.list(user_id="u1", session_id="s1")[0]
+    new = HashEmbedder(16)
+    racing = _Racing(16, lambda: other.update(turn.id, "I went sailing instead.", user_id="u1"))
+    report = mem.reembed(racing)
+    assert report.passes == 2  # the turn, and the keys built from it, were embedded again
+    [vector] = mem.store.get_vectors("u1", [turn.id])
+    assert np.allclose(vector, embed_texts(new, ["I went sailing instead."])[0], atol=1e-6)
+    assert mem.search("sailing", user_id="u1", limit=1)[0].record.id == turn.id
     other.close()
     mem.close()
 

@@ -4,7 +4,8 @@ and an audit trail, and enforces the caller's ``user_id`` on every operation its
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping, Sequence
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -24,6 +25,8 @@ __all__ = [
     "Store",
     "check_still_bound",
     "prefix_end",
+    "stale_records",
+    "text_digest",
 ]
 
 ScoredId = tuple[str, float]
@@ -113,6 +116,24 @@ class FactChange:
         return written, tuple(n for n in self.notes if n.event not in ("ADD", "UPDATE"))
 
 
+def text_digest(text: str) -> int:
+    """A 64-bit digest of a record's text: what :meth:`Store.replace_vectors` compares to tell
+    a record updated since it was embedded."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+def stale_records(
+    rows: Iterable[tuple[str, str, str]], given: Mapping[str, int], digests: Sequence[int]
+) -> list[tuple[str, str]]:
+    """Of the stored ``(id, user_id, text)`` rows, the ``(user_id, id)`` of those without a
+    vector of their current text: not in ``given`` (id -> row), or text digest changed."""
+    return [
+        (user_id, record_id)
+        for record_id, user_id, text in rows
+        if record_id not in given or digests[given[record_id]] != text_digest(text)
+    ]
+
+
 def check_still_bound(where: str, recorded: str | None, name: str) -> None:
     """Raise unless the embedder the store records now (``recorded``) is ``name``, the one
     this store object bound: another process may have re-indexed it with another model
@@ -148,14 +169,15 @@ class Store(Protocol):
         ...
 
     def replace_vectors(
-        self, name: str, dim: int, ids: Sequence[str], vectors: Vectors
+        self, name: str, dim: int, ids: Sequence[str], vectors: Vectors, digests: Sequence[int]
     ) -> builtins.list[tuple[str, str]]:
         """Re-index under another embedder, all at once: in one transaction, give every record
-        of every user the vector of its id in ``ids`` (row ``i`` of ``vectors``) and bind the
-        store to ``name`` / ``dim``. If a record has no vector there (written since the ids
-        were read), write nothing and return the ``(user_id, id)`` of each such record. Ids
-        of records deleted meanwhile are ignored. Searches see the old vectors or the new ones,
-        never a mix."""
+        of every user the vector of its id in ``ids`` (row ``i`` of ``vectors``, made from a
+        text whose :func:`text_digest` is ``digests[i]``) and bind the store to ``name`` /
+        ``dim``. If a record has no vector there, or its text is no longer the one embedded
+        (written or updated since it was read), write nothing and return the ``(user_id,
+        id)`` of each such record. Ids of records deleted meanwhile are ignored. Searches see
+        the old vectors or the new ones, never a mix."""
         ...
 
     def add(

@@ -6,9 +6,9 @@ Which vector each record gets is the write pipeline's rule: a turn, sentence, fa
 embeds its key text; a round or window key gets the normalised mean of its turns' vectors
 (``span_vectors="mean"``, the default) or embeds its joined text (``"embed"``). The store is
 read user by user in pages (keyset), each user's texts embedded in batches outside any
-transaction (writes go on meanwhile; only the new vectors are kept), and the swap is one
-transaction. Records written while
-the model ran are embedded and the swap tried again, up to ``passes`` times.
+transaction (writes go on meanwhile; only the new vectors and a digest of each text are kept),
+and the swap is one transaction. Records written or updated while the model ran are embedded
+and the swap tried again, up to ``passes`` times.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 
 from engram.embed.base import Vectors, normalise_rows
 from engram.errors import ConflictError
-from engram.store.base import Store
+from engram.store.base import Store, text_digest
 from engram.types import MemoryRecord, RecordFilter, RecordKind
 
 __all__ = ["Progress", "ReembedReport", "reembed"]
@@ -59,36 +59,48 @@ def _records(store: Store, user_id: str) -> list[MemoryRecord]:
     return records
 
 
+class _Known(dict[str, tuple[Vectors, int]]):
+    """Record id -> (new vector, digest of the text it was made from)."""
+
+    def vector(self, record_id: str) -> Vectors:
+        return self[record_id][0]
+
+    def add(self, records: Sequence[MemoryRecord], vectors: Vectors) -> None:
+        for r, v in zip(records, vectors, strict=True):
+            self[r.id] = (v, text_digest(r.text))
+
+
 def _new_vectors(
     records: Sequence[MemoryRecord],
-    known: dict[str, Vectors],
+    known: _Known,
     embed: Callable[[Sequence[str]], Vectors],
     span_mode: str,
     batch: int,
     progress: Progress | None,
     total: int,
 ) -> int:
-    """Put a vector for each of ``records`` into ``known`` (id -> vector); the texts embedded."""
+    """Put a vector for each of ``records`` into ``known``; the number of texts embedded."""
     mean = [r for r in records if r.kind in SPANS and span_mode == "mean"]
     direct = [r for r in records if not (r.kind in SPANS and span_mode == "mean")]
     done = len(known)
     for start in range(0, len(direct), batch):
         chunk = direct[start : start + batch]
-        known.update(zip([r.id for r in chunk], embed([r.key_text for r in chunk]), strict=True))
+        known.add(chunk, embed([r.key_text for r in chunk]))
         done += len(chunk)
         if progress is not None:
-            progress(done, total)
+            progress(done, max(done, total))
     texts = len(direct)
     orphans = [r for r in mean if not all(t in known for t in r.provenance)]
     if orphans:  # a span whose turns are gone (never in a consistent store): its own text
-        own = embed([r.key_text for r in orphans])
-        known.update(zip([r.id for r in orphans], own, strict=True))
+        known.add(orphans, embed([r.key_text for r in orphans]))
         texts += len(orphans)
-    for r in mean:
-        if r.id not in known:
-            known[r.id] = normalise_rows(np.mean([known[t] for t in r.provenance], axis=0)[None])[0]
+    lost = {r.id for r in orphans}
+    spans = [r for r in mean if r.id not in lost]
+    if spans:
+        means = [np.mean([known.vector(t) for t in r.provenance], axis=0) for r in spans]
+        known.add(spans, normalise_rows(np.vstack(means)))
     if progress is not None:
-        progress(len(known), total)
+        progress(len(known), max(len(known), total))
     return texts
 
 
@@ -106,7 +118,7 @@ def reembed(
     """Give every record of ``store`` a vector from ``embed`` (the embedder ``name`` of
     ``dim`` dimensions) and bind the store to it, in one swap; see the module's text."""
     start = time.perf_counter()
-    known: dict[str, Vectors] = {}  # record id -> new vector: all that is kept of a record
+    known = _Known()  # all that is kept of a record
     total = sum(store.stats().records.values())
     texts = sum(
         _new_vectors(_records(store, user), known, embed, span_mode, batch, progress, total)
@@ -114,13 +126,14 @@ def reembed(
     )
     for attempt in range(1, passes + 1):
         ids = list(known)
-        matrix = np.vstack([known[i] for i in ids]) if ids else np.zeros((0, dim), np.float32)
-        missing = store.replace_vectors(name, dim, ids, matrix)
+        matrix = np.vstack([known.vector(i) for i in ids]) if ids else np.zeros((0, dim))
+        digests = [known[i][1] for i in ids]
+        missing = store.replace_vectors(name, dim, ids, matrix.astype(np.float32), digests)
         if not missing:
             return ReembedReport(
                 name, dim, len(ids), texts, attempt, round(time.perf_counter() - start, 3)
             )
-        if attempt < passes:  # written while the model ran: theirs too, and try again
+        if attempt < passes:  # written or updated while the model ran: again, and retry
             todo = _records_of(store, missing)
             total = len(known) + len(todo)
             texts += _new_vectors(todo, known, embed, span_mode, batch, progress, total)

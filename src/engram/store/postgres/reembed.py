@@ -11,7 +11,7 @@ from psycopg import Connection, sql
 
 from engram.embed.base import Vectors
 from engram.errors import ConfigurationError
-from engram.store.base import check_still_bound
+from engram.store.base import check_still_bound, stale_records
 from engram.store.postgres import hnsw
 
 __all__ = ["check_bound", "replace_all"]
@@ -31,23 +31,24 @@ def check_bound(conn: Connection[Any], where: str, name: str) -> None:
 
 
 def replace_all(
-    conn: Connection[Any], schema: str, name: str, dim: int, ids: Sequence[str], vectors: Vectors
-) -> tuple[list[tuple[str, str]], list[str]]:
+    conn: Connection[Any], schema: str, name: str, dim: int, ids: Sequence[str], vectors: Vectors,
+    digests: Sequence[int],
+) -> tuple[list[tuple[str, str]], list[str]]:  # fmt: skip
     """In the caller's transaction (``engram.all_users`` on): every record's vector from
     ``ids`` / ``vectors`` and the embedder recorded, then the users (their HNSW indexes are
     dropped: the caller builds them again after the commit); or nothing written and the
-    records that have no vector given. Writers wait for the table lock meanwhile; readers go
-    on with the old vectors until the commit."""
+    records that have no vector of their current text. Writers wait for the table lock
+    meanwhile; readers go on with the old vectors until the commit."""
     conn.execute("LOCK TABLE records IN SHARE ROW EXCLUSIVE MODE")
     where = {record_id: i for i, record_id in enumerate(ids)}
-    rows = conn.execute("SELECT id, user_id FROM records").fetchall()
-    missing = [(user_id, record_id) for record_id, user_id in rows if record_id not in where]
+    rows = conn.execute("SELECT id, user_id, text FROM records").fetchall()
+    missing = stale_records(rows, where, digests)
     if missing:
         return missing, []
     if len(ids) and vectors.shape[1] != dim:
         raise ConfigurationError(f"vectors have dimension {vectors.shape[1]}, not {dim}")
     by_user: dict[str, list[str]] = {}
-    for record_id, user_id in rows:
+    for record_id, user_id, _ in rows:
         by_user.setdefault(user_id, []).append(record_id)
     for user_id, mine in sorted(by_user.items()):
         index = sql.Identifier(schema, hnsw.index_name(user_id))

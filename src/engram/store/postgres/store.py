@@ -210,7 +210,7 @@ class PostgresStore:
         self._indexed = self.vector_index and dim <= hnsw.HALFVEC_MAX_DIM
 
     def replace_vectors(
-        self, name: str, dim: int, ids: Sequence[str], vectors: Vectors
+        self, name: str, dim: int, ids: Sequence[str], vectors: Vectors, digests: Sequence[int]
     ) -> builtins.list[tuple[str, str]]:
         if self.read_only:
             raise StoreError(f"{self.where} is opened read-only; nothing was written")
@@ -218,7 +218,7 @@ class PostgresStore:
             lock_schema(conn, self.schema)
             if self._embedder is not None:
                 check_bound(conn, self.where, self._embedder)
-            missing, users = replace_all(conn, self.schema, name, dim, ids, vectors)
+            missing, users = replace_all(conn, self.schema, name, dim, ids, vectors, digests)
         if not missing:
             self._dim, self._embedder = dim, name
             self._indexed = self.vector_index and dim <= hnsw.HALFVEC_MAX_DIM

@@ -10,7 +10,7 @@ import numpy as np
 
 from engram.embed.base import Vectors
 from engram.errors import ConfigurationError
-from engram.store.base import check_still_bound
+from engram.store.base import check_still_bound, stale_records
 from engram.store.sqlite.ops import bump
 
 __all__ = ["check_bound", "replace_all"]
@@ -23,13 +23,15 @@ def check_bound(conn: sqlite3.Connection, where: str, name: str) -> None:
 
 
 def replace_all(
-    conn: sqlite3.Connection, name: str, dim: int, ids: Sequence[str], vectors: Vectors
-) -> list[tuple[str, str]]:
+    conn: sqlite3.Connection, name: str, dim: int, ids: Sequence[str], vectors: Vectors,
+    digests: Sequence[int],
+) -> list[tuple[str, str]]:  # fmt: skip
     """In the caller's write transaction: every record's vector from ``ids`` / ``vectors`` and
-    the embedder recorded, or nothing and the records that have no vector given."""
+    the embedder recorded, or nothing and the records that have no vector of their current
+    text (:func:`~engram.store.base.stale_records`)."""
     where = {record_id: i for i, record_id in enumerate(ids)}
-    rows = conn.execute("SELECT rowid, id, user_id FROM records").fetchall()
-    missing = [(user_id, record_id) for _, record_id, user_id in rows if record_id not in where]
+    rows = conn.execute("SELECT rowid, id, user_id, text FROM records").fetchall()
+    missing = stale_records([(i, u, t) for _, i, u, t in rows], where, digests)
     if missing:
         return missing
     if len(ids) and vectors.shape[1] != dim:
@@ -38,11 +40,11 @@ def replace_all(
         "UPDATE vectors SET vector = ? WHERE rowid = ?",
         (
             (np.asarray(vectors[where[record_id]], dtype=np.float32).tobytes(), rowid)
-            for rowid, record_id, _ in rows
+            for rowid, record_id, _, _ in rows
         ),
     )
     for key, value in (("embedder", name), ("dim", str(dim))):
         conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
-    for user_id in sorted({user_id for _, _, user_id in rows}):
+    for user_id in sorted({user_id for _, _, user_id, _ in rows}):
         bump(conn, user_id, insert_only=False)  # every cached matrix is stale
     return []

@@ -191,11 +191,11 @@ class SqliteStore:
         self._dim, self._embedder = dim, name
 
     def replace_vectors(
-        self, name: str, dim: int, ids: Sequence[str], vectors: Vectors
+        self, name: str, dim: int, ids: Sequence[str], vectors: Vectors, digests: Sequence[int]
     ) -> builtins.list[tuple[str, str]]:
         with self._lock:
             with self._tx() as conn:
-                missing = replace_all(conn, name, dim, ids, vectors)
+                missing = replace_all(conn, name, dim, ids, vectors, digests)
             if not missing:
                 self._dim, self._embedder = dim, name
         return missing
