@@ -5,7 +5,7 @@ processes refused afterwards) and ``engram reembed``."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -175,10 +175,20 @@ class _Racing(HashEmbedder):
         return super().embed_batch(texts)
 
 
-def test_writes_during_a_reembed_are_reindexed_too(tmp_path: Path) -> None:
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[Memory, Memory]]:
+    """A memory to re-index, and another one on the same file (another process's), both on
+    the old model."""
     path = tmp_path / "m.db"
     mem = Memory(store=SqliteStore(path), embedder=HashEmbedder(DIM))
-    other = Memory(store=SqliteStore(path), embedder=HashEmbedder(DIM))  # another process's
+    other = Memory(store=SqliteStore(path), embedder=HashEmbedder(DIM))
+    yield mem, other
+    other.close()
+    mem.close()
+
+
+def test_writes_during_a_reembed_are_reindexed_too(pair: tuple[Memory, Memory]) -> None:
+    mem, other = pair
     _conversation(mem, "u1", 2)
     # while u1's records are embedded: more of u1 (read already) and a new user u2 (read next)
     racing = _Racing(
@@ -192,14 +202,10 @@ def test_writes_during_a_reembed_are_reindexed_too(tmp_path: Path) -> None:
         assert hits and "trail 1" in hits[0].record.text
     with pytest.raises(ConfigurationError, match="re-indexed"):
         _conversation(other, "u2", 3)
-    other.close()
-    mem.close()
 
 
-def test_an_update_during_a_reembed_is_embedded_again(tmp_path: Path) -> None:
-    path = tmp_path / "m.db"
-    mem = Memory(store=SqliteStore(path), embedder=HashEmbedder(DIM))
-    other = Memory(store=SqliteStore(path), embedder=HashEmbedder(DIM))
+def test_an_update_during_a_reembed_is_embedded_again(pair: tuple[Memory, Memory]) -> None:
+    mem, other = pair
     _conversation(mem, "u1", 2)
     turn = mem.list(user_id="u1", session_id="s1")[0]
     new = HashEmbedder(16)
@@ -209,14 +215,10 @@ def test_an_update_during_a_reembed_is_embedded_again(tmp_path: Path) -> None:
     [vector] = mem.store.get_vectors("u1", [turn.id])
     assert np.allclose(vector, embed_texts(new, ["I went sailing instead."])[0], atol=1e-6)
     assert mem.search("sailing", user_id="u1", limit=1)[0].record.id == turn.id
-    other.close()
-    mem.close()
 
 
-def test_reembed_gives_up_when_writes_never_stop(tmp_path: Path) -> None:
-    path = tmp_path / "m.db"
-    mem = Memory(store=SqliteStore(path), embedder=HashEmbedder(DIM))
-    other = Memory(store=SqliteStore(path), embedder=HashEmbedder(DIM))
+def test_reembed_gives_up_when_writes_never_stop(pair: tuple[Memory, Memory]) -> None:
+    mem, other = pair
     _conversation(mem, "u1", 1)
     sessions = iter(range(100, 200))
 
@@ -235,8 +237,6 @@ def test_reembed_gives_up_when_writes_never_stop(tmp_path: Path) -> None:
         mem.reembed(Busy(16))
     assert mem.stats().dim == DIM  # nothing changed
     assert mem.search("note", user_id="u1", limit=1)
-    other.close()
-    mem.close()
 
 
 def test_reembed_on_postgres_rebuilds_the_vector_index(pg_url: str) -> None:
