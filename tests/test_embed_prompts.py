@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engram import DiskCachedEmbedder, HashEmbedder, Memory, SentenceTransformerEmbedder
+from engram import (
+    BatchingEmbedder,
+    DiskCachedEmbedder,
+    HashEmbedder,
+    Memory,
+    SentenceTransformerEmbedder,
+)
 from engram.config import Settings, make_embedder
 from engram.embed.base import Vectors, embed_texts
 from engram.embed.local import bundled_model_path
@@ -34,6 +40,7 @@ def test_given_prompts_mark_queries_and_documents(
     assert _same(prompted.embed_batch(texts), plain.embed_batch([f"passage: {t}" for t in texts]))
     assert not _same(prompted.embed_batch(texts), plain.embed_batch(texts))
     assert _same(plain.embed_queries(texts), plain.embed_batch(texts))  # no prompts: the same
+    assert prompted.distinct_queries and not plain.distinct_queries
 
 
 @pytest.fixture
@@ -75,10 +82,12 @@ def test_a_models_own_prompts_are_used_and_settings_override_them(
 
 
 class _Routes(HashEmbedder):
-    """Counts which route each text took; a query's vector is not a document's."""
+    """Counts which route each text took; a query's vector is not a document's (when
+    ``distinct_queries``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, distinct: bool = True) -> None:
         super().__init__(32)
+        self.distinct_queries = distinct
         self.documents: list[str] = []
         self.queries: list[str] = []
 
@@ -104,3 +113,17 @@ def test_memory_embeds_searches_as_queries_past_the_disk_cache(tmp_path: Path) -
     assert cached.entries() == len(set(routes.documents))  # queries are not cached as documents
     vector = embed_texts(cached, ["x"], queries=True)[0]
     assert _same(vector[None], embed_texts(HashEmbedder(32), ["q x"]))
+
+
+def test_without_distinct_queries_a_query_goes_through_the_wrappers(tmp_path: Path) -> None:
+    """The bundled model has no prompts: its queries keep going through a batcher or a cache
+    around it, as documents do."""
+    routes = _Routes(distinct=False)
+    batching = BatchingEmbedder(routes)
+    try:
+        assert not batching.distinct_queries
+        embed_texts(batching, ["where did I hike?"], queries=True)
+        assert routes.documents == ["where did I hike?"] and routes.queries == []
+        assert batching.stats().calls == 1  # served by the batcher
+    finally:
+        batching.close()

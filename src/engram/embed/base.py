@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -39,9 +39,19 @@ class Embedder(Protocol):
         ...
 
 
-# An embedder may also have ``embed_queries(texts) -> Vectors``: how it embeds search queries
-# when the model wants them embedded unlike the texts it indexes (a query prompt, e.g. e5's
-# "query: "). Without it, queries go through ``embed_batch`` like everything else.
+# An embedder may also have ``distinct_queries`` (a bool) and ``embed_queries(texts) ->
+# Vectors``: when ``distinct_queries`` is true, the model wants search queries embedded unlike
+# the texts it indexes (a query prompt, e.g. e5's "query: "), and queries go through
+# ``embed_queries``. Otherwise queries go through ``embed_batch`` like everything else (and
+# through any cache or batcher around it).
+
+
+def query_route(embedder: object) -> Callable[[Sequence[str]], Vectors] | None:
+    """The embedder's ``embed_queries`` if it embeds queries differently, else None."""
+    if getattr(embedder, "distinct_queries", False):
+        route: Callable[[Sequence[str]], Vectors] = getattr(embedder, "embed_queries")  # noqa: B009
+        return route
+    return None
 
 
 class WrappingEmbedder:
@@ -61,21 +71,25 @@ class WrappingEmbedder:
     def embed_batch(self, texts: Sequence[str]) -> Vectors:
         return self.inner.embed_batch(texts)
 
+    @property
+    def distinct_queries(self) -> bool:
+        return query_route(self.inner) is not None
+
     def embed_queries(self, texts: Sequence[str]) -> Vectors:
-        """The inner embedder's query route if it has one (past any cache of this wrapper: a
-        query's vector is not a document's); else this wrapper's ``embed_batch``."""
-        queries = getattr(self.inner, "embed_queries", None)
-        return queries(texts) if queries is not None else self.embed_batch(texts)
+        """The inner embedder's query route, past this wrapper's cache or batches (a query's
+        vector is not a document's); this wrapper's ``embed_batch`` if it has none."""
+        route = query_route(self.inner)
+        return route(texts) if route is not None else self.embed_batch(texts)
 
 
 def embed_texts(
     embedder: Embedder, texts: Sequence[str], batch_size: int = 256, *, queries: bool = False
 ) -> Vectors:
     """Embed ``texts`` in batches (``queries``: as search queries, through the embedder's
-    ``embed_queries`` if it has one); check the shape and values; L2-normalise each row."""
+    :func:`query_route` if it has one); check the shape and values; L2-normalise each row."""
     if not texts:
         return np.zeros((0, embedder.dim), dtype=np.float32)
-    route = getattr(embedder, "embed_queries", None) if queries else None
+    route = query_route(embedder) if queries else None
     embed = route if route is not None else embedder.embed_batch
     parts = []
     for start in range(0, len(texts), batch_size):

@@ -82,6 +82,12 @@ class SentenceTransformerEmbedder:
         return base if document is None else f"{base} (document prompt {document!r})"
 
     @property
+    def distinct_queries(self) -> bool:
+        """Whether queries are embedded unlike indexed texts (the prompts differ)."""
+        query, document = self.prompts
+        return query != document
+
+    @property
     def prompts(self) -> tuple[str, str]:
         """The (query, document) prompts in use ("" for none); loads the model."""
         self._load()
