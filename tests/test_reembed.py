@@ -109,8 +109,13 @@ def test_other_store_objects_are_refused_after_a_reindex(
         with pytest.raises(ConfigurationError, match="re-indexed"):
             second.vector_search(vec(0)[0], RecordFilter("u1"), 1)
         first.add([rec("c", "a cat", seq=2)], _new_vectors(1))  # the re-indexer writes on
+        ids = _every_id(second, ("u1",))  # a stale object may re-index: it replaces everything
+        newer = normalise_rows(np.ones((len(ids), 2), dtype=np.float32))
+        assert second.replace_vectors("newer", 2, ids, newer, _digests(second, ids)) == []
+        with pytest.raises(ConfigurationError, match="'newer'"):
+            first.add([rec("d", "a bird", seq=3)], _new_vectors(1))
         assert second.delete("u1", "b") == ["b"]  # erasure never waits for a restart
-        assert second.forget("u1") == 2
+        assert second.forget("u1") == 2  # a and c
     finally:
         first.close()
         second.close()

@@ -109,7 +109,7 @@ class PostgresStore:
         self.vector_index = vector_index
         self._timeout = float(timeout)
         self._lock = threading.Lock()
-        self._embedder: str | None = None  # bound by bind_embedder; checked by every write
+        self._embedder: str | None = None  # bound: checked by each write of vectors
         with translate_errors(self.where, timeout=self._timeout):
             with connect_once(url, timeout=self._timeout) as conn:
                 self._prepare(conn)
@@ -215,9 +215,7 @@ class PostgresStore:
         if self.read_only:
             raise StoreError(f"{self.where} is opened read-only; nothing was written")
         with self._transaction(None, all_users=True) as conn:
-            lock_schema(conn, self.schema)
-            if self._embedder is not None:
-                check_bound(conn, self.where, self._embedder)
+            lock_schema(conn, self.schema)  # (a re-index replaces every vector, whatever bound)
             missing, users = replace_all(conn, self.schema, name, dim, ids, vectors, digests)
         if not missing:
             self._dim, self._embedder = dim, name

@@ -117,7 +117,7 @@ class SqliteStore:
         self._speakers: UserCache[frozenset[str]] = UserCache(cached_users)
         self._refs = RefMemos(min(cached_users, USERS))
         self._dim: int | None = None
-        self._embedder: str | None = None  # bound by bind_embedder; checked by every write
+        self._embedder: str | None = None  # bound: checked by each write of vectors
         self._unscrubbed = False  # a delete's log truncation is still to do
         self._conn, self.read_only = open_database(
             self.path, timeout=self._timeout, read_only=read_only
