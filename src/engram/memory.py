@@ -392,7 +392,7 @@ class Memory:
         transaction, so searches see the old vectors or the new ones, never a mix. Writes may
         go on meanwhile (their records are embedded before the swap). ``progress(done,
         total)`` is called as records are embedded. Other Memory objects and processes on
-        the store then get a ``ConfigurationError`` on their next write or search until they
+        the store then get a ``ConfigurationError`` on their next add, update or search until they
         are opened with the new embedder. For the operator: it crosses users."""
         if not isinstance(embedder.name, str) or not embedder.name:
             raise InvalidInputError("the new embedder needs a name")

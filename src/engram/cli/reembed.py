@@ -31,7 +31,7 @@ def reembed_command(app: App, spec: str, quiet: bool) -> None:
 
     The new vectors are made while the database stays usable, then replace the old ones in
     one transaction: searches never mix two models. Restart servers and other programs on the
-    database afterwards with the new --embedder (until then their writes and searches fail
+    database afterwards with the new --embedder (until then their adds and searches fail
     with a clear error instead of mixing models)."""
     app.local_only("reembed")
     memory = app.memory()
