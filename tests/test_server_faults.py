@@ -191,6 +191,10 @@ def held_add(
         result.append(exc)
 
 
+# The add that a SIGTERM finds in flight (sigterm_with_a_request_in_flight).
+HELD = [{"id": f"held-m{i}", "role": "user", "content": f"held message {i}"} for i in range(50)]
+
+
 def sigterm_with_a_request_in_flight(server: ServerProcess, held: list[dict]) -> httpx.Response:
     """SIGTERM while an add of ``held`` is in flight: new connections are refused at once, the
     server waits for the add, which is answered; its answer."""
@@ -216,12 +220,10 @@ def test_sigterm_finishes_the_requests_in_flight_then_refuses_new_ones(
     tmp_path: Path, server_env: dict[str, str]
 ) -> None:
     db = tmp_path / "stopped.db"
-    held = [{"id": f"held-m{i}", "role": "user", "content": f"held message {i}"}
-            for i in range(50)]  # fmt: skip
     with rest_server(db, env=server_env) as server:
         stream = Stream(server.url, "term").start()
         stream.wait_for(30)
-        response = sigterm_with_a_request_in_flight(server, held)
+        response = sigterm_with_a_request_in_flight(server, HELD)
         stream.join()
         code = server.stop(timeout=30)
     assert code in (0, -signal.SIGTERM), server.log
@@ -230,7 +232,7 @@ def test_sigterm_finishes_the_requests_in_flight_then_refuses_new_ones(
     assert "Traceback" not in server.log, server.log
     with rest_server(db, env=server_env) as again, again.client() as http:
         stored = set(stored_message_ids(http))
-        assert stream.acked | {m["id"] for m in held} <= stored
+        assert stream.acked | {m["id"] for m in HELD} <= stored
     check_file(db)
 
 

@@ -16,7 +16,12 @@ import pytest
 
 from servers import ServerProcess, engram_env, rest_server, run_engram
 from store_file import check_file
-from test_server_faults import Stream, sigterm_with_a_request_in_flight, stored_message_ids
+from test_server_faults import (
+    HELD,
+    Stream,
+    sigterm_with_a_request_in_flight,
+    stored_message_ids,
+)
 
 WORKERS = 2
 
@@ -160,14 +165,12 @@ def test_sigterm_stops_every_worker_after_its_requests(
     tmp_path: Path, server_env: dict[str, str]
 ) -> None:
     db = tmp_path / "stop.db"
-    held = [{"id": f"held-m{i}", "role": "user", "content": f"held message {i}"}
-            for i in range(50)]  # fmt: skip
     with rest_server(db, "--workers", str(WORKERS), env=server_env) as server:
         pids = wait_for_workers(server, WORKERS)
         stream = Stream(server.url, "s").start()
         stream.wait_for(20)
         stream.join()
-        response = sigterm_with_a_request_in_flight(server, held)
+        response = sigterm_with_a_request_in_flight(server, HELD)
         assert server.proc.wait(60) == 0, server.log
     assert response.status_code == 201, response.text
     assert not stream.failures, stream.failures[:3]
@@ -175,7 +178,7 @@ def test_sigterm_stops_every_worker_after_its_requests(
     assert server.log.count("model calls:") == WORKERS, server.log
     assert "Traceback" not in server.log, server.log
     with rest_server(db, env=server_env) as again, again.client() as http:
-        assert stream.acked | {m["id"] for m in held} <= set(stored_message_ids(http))
+        assert stream.acked | {m["id"] for m in HELD} <= set(stored_message_ids(http))
 
 
 def test_a_store_that_cannot_open_stops_before_any_worker_starts(tmp_path: Path) -> None:
