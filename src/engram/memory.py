@@ -134,17 +134,9 @@ class Memory:
         ``postgres://``) URL opens a :class:`~engram.store.postgres.PostgresStore` instead (the
         ``postgres`` extra; docs/postgres.md)."""
         from engram.embed.local import SentenceTransformerEmbedder
-        from engram.store.postgres import is_postgres_url
+        from engram.store import open_store
 
-        store: Store
-        if is_postgres_url(path):
-            from engram.store.postgres import PostgresStore
-
-            store = PostgresStore(str(path), read_only=read_only, timeout=timeout)
-        else:
-            from engram.store.sqlite import SqliteStore
-
-            store = SqliteStore(path, read_only=read_only, timeout=timeout)
+        store = open_store(path, read_only=read_only, timeout=timeout)
         return cls(store=store, embedder=embedder or SentenceTransformerEmbedder(), llm=llm)
 
     def _embed(self, texts: Sequence[str]) -> Vectors:

@@ -16,8 +16,8 @@ from engram.embed import Embedder
 from engram.server.app import create_app, warm_up
 from engram.server.keys import KeyStore
 from engram.server.settings import ServerSettings, is_loopback
-from engram.store.base import Store
-from engram.store.postgres import display_db, is_postgres_url
+from engram.store import open_store
+from engram.store.postgres import display_db
 
 __all__ = [
     "Listener",
@@ -26,7 +26,6 @@ __all__ = [
     "close_memory",
     "listen",
     "open_memory",
-    "open_store",
     "report_batching",
     "run_uvicorn",
     "serve",
@@ -55,17 +54,6 @@ def open_memory(settings: ServerSettings) -> Memory:
     except BaseException:
         store.close()
         raise
-
-
-def open_store(db: str) -> Store:
-    """The store at ``db``: a ``postgresql://`` URL (the ``postgres`` extra) or a SQLite file."""
-    if is_postgres_url(db):
-        from engram.store.postgres import PostgresStore
-
-        return PostgresStore(db)
-    from engram.store.sqlite import SqliteStore
-
-    return SqliteStore(db)
 
 
 def close_memory(memory: Memory) -> None:
